@@ -1,0 +1,375 @@
+"""Executors: run a spec's plan over its input shards and write a snapshot.
+
+The unit of work is (segment, input shard): :class:`ShardWorker` reads the shard (or the
+previous segment's output for it), streams its batches through the segment's stages, writes
+one output file, and last of all writes a completion marker holding the shard's counters. A
+killed run therefore resumes by skipping shards whose marker exists; outputs are named from
+(segment, shard index, input stem) and written temp-then-rename, so a resumed run writes the
+same bytes as an uninterrupted one, and the manifest (built only from markers and final
+files) is identical.
+
+:class:`LocalExecutor` runs shards in-process (``workers=1``, the default) or in a process
+pool; :class:`pipeline.ray_executor.RayExecutor` runs the same :class:`ShardWorker` inside Ray
+Data actor pools. Neither branches on stage kinds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from pipeline import schema
+from pipeline.manifest import build_manifest, merge_stats
+from pipeline.plan import Plan, Segment, make_plan
+from pipeline.readers import Quarantined, ReaderOptions, read_shard
+from pipeline.spec import PipelineSpec, SpecError
+from pipeline.stage import BarrierStage, Stage, StageContext
+from pipeline.writers import ParquetShardWriter, atomic_write_json, write_table_atomic
+
+READ_STAGE = "read"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def shard_stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".gz", ".zst", ".zstd", ".warc", ".wet", ".jsonl", ".json", ".ndjson", ".parquet"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return _safe(name)[:80] or "shard"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where a run keeps everything; the snapshot is ``root`` itself."""
+
+    root: Path
+
+    @property
+    def work(self) -> Path:
+        return self.root / "_work"
+
+    def final_shard(self, i: int, stem: str) -> Path:
+        return self.root / "shards" / f"part-{i:05d}-{stem}.parquet"
+
+    def intermediate(self, seg: int, i: int) -> Path:
+        return self.work / f"seg{seg}" / f"part-{i:05d}.parquet"
+
+    def artifact(self, stage: str, i: int) -> Path:
+        return self.work / "artifacts" / _safe(stage) / f"part-{i:05d}.parquet"
+
+    def state_dir(self, stage: str) -> Path:
+        return self.root / "state" / _safe(stage)
+
+    def marker(self, seg: int, i: int) -> Path:
+        return self.work / "markers" / f"seg{seg}" / f"part-{i:05d}.json"
+
+    def reduce_marker(self, stage: str) -> Path:
+        return self.work / "markers" / f"reduce-{_safe(stage)}.json"
+
+    def quarantine(self, i: int) -> Path:
+        return self.root / "quarantine" / f"part-{i:05d}.parquet"
+
+    def dropped(self, seg: int, i: int) -> Path:
+        return self.root / "dropped" / f"seg{seg}-part-{i:05d}.parquet"
+
+
+class ShardWorker:
+    """Runs one segment over one shard. One per process or Ray actor; stages set up once."""
+
+    def __init__(self, spec_data: dict[str, Any], root: str):
+        self.spec = PipelineSpec.from_dict(spec_data)
+        self.layout = RunLayout(Path(root))
+        self.plan: Plan = make_plan(self.spec.build_stages())
+        self.reader_opts = ReaderOptions(
+            format=self.spec.input.format,
+            text_field=self.spec.input.text_field,
+            id_field=self.spec.input.id_field,
+            url_field=self.spec.input.url_field,
+            source=self.spec.input.source,
+            max_doc_bytes=self.spec.input.max_doc_bytes,
+            batch_size=self.spec.execution.batch_size,
+        )
+        self._ready: set[str] = set()
+
+    def _prepare(self, seg: Segment) -> None:
+        for st in seg.all_stages() + ([seg.barrier_out] if seg.barrier_out else []):
+            if st.name not in self._ready:
+                st.setup()
+                self._ready.add(st.name)
+        if seg.barrier_in is not None and f"state:{seg.barrier_in.name}" not in self._ready:
+            seg.barrier_in.load_state(self.layout.state_dir(seg.barrier_in.name))
+            self._ready.add(f"state:{seg.barrier_in.name}")
+
+    def teardown(self) -> None:
+        for seg in self.plan.segments:
+            for st in seg.stages:
+                if st.name in self._ready:
+                    st.teardown()
+
+    def _source(self, seg_idx: int, shard_idx: int, input_path: Path, counters: Counter[str]) -> Iterator[pa.Table | Quarantined]:
+        if seg_idx == 0:
+            counters["bytes_in"] += input_path.stat().st_size if input_path.exists() else 0
+            yield from read_shard(input_path, self.reader_opts)
+            return
+        prev = self.layout.intermediate(seg_idx - 1, shard_idx)
+        if not prev.exists():  # the previous segment kept nothing for this shard
+            return
+        pf = pq.ParquetFile(prev)
+        for i in range(pf.num_row_groups):
+            yield pf.read_row_group(i)
+
+    def run(self, seg_idx: int, shard_idx: int, input_path: str, last: bool) -> dict[str, Any]:
+        seg = self.plan.segments[seg_idx]
+        self._prepare(seg)
+        path = Path(input_path)
+        stem = shard_stem(path)
+        out_path = self.layout.final_shard(shard_idx, stem) if last else self.layout.intermediate(seg_idx, shard_idx)
+        writer = ParquetShardWriter(out_path, self.spec.output.compression, self.spec.output.rows_per_row_group)
+        keep_dropped = self.spec.output.write_dropped
+        stages = seg.all_stages()
+        ctxs = {st.name: StageContext(st.name, str(path), shard_idx, keep_dropped) for st in stages}
+        map_ctx = StageContext(seg.barrier_out.name, str(path), shard_idx) if seg.barrier_out else None
+        times: dict[str, list[float]] = {st.name: [0.0, 0.0] for st in stages}
+        read_counters: Counter[str] = Counter()
+        quarantined: list[Quarantined] = []
+        artifacts: list[pa.Table] = []
+        try:
+            for item in self._source(seg_idx, shard_idx, path, read_counters):
+                if isinstance(item, Quarantined):
+                    quarantined.append(item)
+                    read_counters["docs_in"] += 1
+                    read_counters["quarantined"] += 1
+                    read_counters[f"quarantined.{item.reason.split(':', 1)[0]}"] += 1
+                    continue
+                table = item
+                if seg_idx == 0:
+                    read_counters["docs_in"] += table.num_rows
+                    read_counters["docs_out"] += table.num_rows
+                for st in stages:
+                    if table.num_rows == 0:
+                        break
+                    ctx = ctxs[st.name]
+                    ctx.add("docs_in", table.num_rows)
+                    if schema.TEXT in table.column_names:
+                        ctx.add("bytes_in", _text_bytes(table))
+                    w0, c0 = time.perf_counter(), time.process_time()
+                    table = st.process(table, ctx)
+                    times[st.name][0] += time.perf_counter() - w0
+                    times[st.name][1] += time.process_time() - c0
+                    ctx.add("docs_out", table.num_rows)
+                if seg.barrier_out is not None and table.num_rows:
+                    assert map_ctx is not None
+                    w0 = time.perf_counter()
+                    artifacts.append(seg.barrier_out.map(table, map_ctx))
+                    map_ctx.add("map_wall_s", time.perf_counter() - w0)
+                writer.write(table)
+            wrote = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        if seg.barrier_out is not None:
+            art = pa.concat_tables(artifacts, promote_options="permissive") if artifacts else None
+            if art is not None:
+                write_table_atomic(self.layout.artifact(seg.barrier_out.name, shard_idx), art)
+        if quarantined:
+            qt = pa.table(
+                {
+                    "source": [str(path)] * len(quarantined),
+                    "location": [q.location for q in quarantined],
+                    "reason": [q.reason for q in quarantined],
+                    "raw": [q.raw for q in quarantined],
+                },
+                schema=schema.QUARANTINE_SCHEMA,
+            )
+            write_table_atomic(self.layout.quarantine(shard_idx), qt)
+        dropped = [t for c in ctxs.values() for t in c.dropped]
+        if dropped:
+            write_table_atomic(self.layout.dropped(seg_idx, shard_idx), pa.concat_tables(dropped, promote_options="permissive"))
+        stage_counts = {st.name: dict(ctxs[st.name].counters) for st in stages}
+        stage_times = {name: {"wall_s": w, "cpu_s": c} for name, (w, c) in times.items()}
+        if seg_idx == 0:
+            stage_counts = {READ_STAGE: dict(read_counters), **stage_counts}
+        if map_ctx is not None:
+            stage_times.setdefault(f"{map_ctx.stage_name}.map", {"wall_s": map_ctx.counters.get("map_wall_s", 0.0), "cpu_s": 0.0})
+        marker = {
+            "segment": seg_idx,
+            "shard": shard_idx,
+            "input": str(path),
+            "output": str(out_path.relative_to(self.layout.root)) if wrote else None,
+            "rows": writer.rows,
+            "tokens": writer.tokens,
+            "stages": stage_counts,
+            "times": stage_times,
+        }
+        atomic_write_json(self.layout.marker(seg_idx, shard_idx), marker)
+        return marker
+
+
+def _text_bytes(table: pa.Table) -> int:
+    import pyarrow.compute as pc
+
+    return int(pc.sum(pc.binary_length(table.column(schema.TEXT))).as_py() or 0)
+
+
+# -- process-pool plumbing ---------------------------------------------------------------------------
+
+_WORKER: ShardWorker | None = None
+
+
+def _pool_init(spec_data: dict[str, Any], root: str) -> None:
+    global _WORKER
+    _WORKER = ShardWorker(spec_data, root)
+
+
+def _pool_run(args: tuple[int, int, str, bool]) -> dict[str, Any]:
+    assert _WORKER is not None
+    return _WORKER.run(*args)
+
+
+# -- executors ------------------------------------------------------------------------------------------
+
+ShardRunner = Callable[[list[tuple[int, int, str, bool]]], Iterator[dict[str, Any]]]
+
+
+class BaseExecutor:
+    """Shared driver logic: layout checks, segment loop, barrier reduces, manifest."""
+
+    def __init__(self, progress: bool = True):
+        self.progress = progress
+
+    # subclasses provide how a list of shard tasks runs
+    def _run_tasks(self, spec: PipelineSpec, root: Path, tasks: list[tuple[int, int, str, bool]]) -> Iterator[dict[str, Any]]:
+        raise NotImplementedError
+
+    def run(self, spec: PipelineSpec) -> dict[str, Any]:
+        """Run ``spec`` to completion (resuming if its output holds a partial run)."""
+        t0 = time.perf_counter()
+        inputs = spec.resolve_inputs()  # a missing input is an error before any work starts
+        root = Path(spec.output.dir)
+        layout = RunLayout(root)
+        spec_hash = spec.spec_hash()
+        self._check_or_start(layout, spec_hash, inputs)
+        plan = make_plan(spec.build_stages())
+        n_seg = len(plan.segments)
+        final_markers: list[dict[str, Any]] = []
+        all_markers: list[dict[str, Any]] = []
+        for seg in plan.segments:
+            last = seg.index == n_seg - 1
+            tasks = []
+            done: list[dict[str, Any]] = []
+            for i, p in enumerate(inputs):
+                m = layout.marker(seg.index, i)
+                if m.exists():
+                    done.append(json.loads(m.read_text()))
+                else:
+                    tasks.append((seg.index, i, str(p), last))
+            bar = tqdm(total=len(inputs), initial=len(done), unit="shard", disable=not self.progress,
+                       desc=f"segment {seg.index + 1}/{n_seg}", file=sys.stderr, dynamic_ncols=True)
+            docs = sum(int(d["rows"]) for d in done)
+            for marker in self._run_tasks(spec, root, tasks):
+                done.append(marker)
+                docs += int(marker["rows"])
+                bar.update(1)
+                bar.set_postfix(docs_out=docs)
+            bar.close()
+            done.sort(key=lambda d: d["shard"])
+            all_markers.extend(done)
+            if last:
+                final_markers = done
+            if seg.barrier_out is not None:
+                self._reduce(layout, seg.barrier_out, len(inputs))
+        stats = merge_stats(all_markers, plan, wall_s=time.perf_counter() - t0)
+        manifest = build_manifest(spec, spec_hash, layout.root, final_markers, stats)
+        atomic_write_json(layout.root / "stats.json", stats)
+        atomic_write_json(layout.root / "manifest.json", manifest)
+        for seg in plan.segments[:-1]:
+            shutil.rmtree(layout.work / f"seg{seg.index}", ignore_errors=True)
+        return manifest
+
+    def _reduce(self, layout: RunLayout, barrier: BarrierStage, n_shards: int) -> None:
+        marker = layout.reduce_marker(barrier.name)
+        if marker.exists():
+            return
+        paths = [layout.artifact(barrier.name, i) for i in range(n_shards)]
+        paths = [p for p in paths if p.exists()]
+        state = layout.state_dir(barrier.name)
+        shutil.rmtree(state, ignore_errors=True)  # a reduce killed midway starts over
+        state.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        barrier.reduce(paths, state)
+        atomic_write_json(marker, {"stage": barrier.name, "artifacts": len(paths), "wall_s": time.perf_counter() - t0})
+
+    @staticmethod
+    def _check_or_start(layout: RunLayout, spec_hash: str, inputs: list[Path]) -> None:
+        run_file = layout.work / "run.json"
+        ident = {"spec_hash": spec_hash, "inputs": [[p.name, p.stat().st_size] for p in inputs]}
+        if run_file.exists():
+            prev = json.loads(run_file.read_text())
+            if prev.get("spec_hash") != spec_hash:
+                raise SpecError(
+                    f"output dir {str(layout.root)!r} holds a run of another spec (hash {prev.get('spec_hash', '?')[:12]}, "
+                    f"this spec {spec_hash[:12]}); choose a new --output or delete that folder"
+                )
+            if prev.get("inputs") != ident["inputs"]:
+                raise SpecError(
+                    f"output dir {str(layout.root)!r} holds a run over other inputs; choose a new --output or delete that folder"
+                )
+            return
+        if (layout.root / "manifest.json").exists():
+            raise SpecError(f"output dir {str(layout.root)!r} already holds a snapshot; choose a new --output")
+        atomic_write_json(run_file, ident)
+
+
+class LocalExecutor(BaseExecutor):
+    """In-process streaming executor (the default). ``workers > 1`` runs shards in processes."""
+
+    def __init__(self, workers: int | None = None, progress: bool = True):
+        super().__init__(progress)
+        self.workers = workers
+        self._worker: ShardWorker | None = None
+
+    def _run_tasks(self, spec: PipelineSpec, root: Path, tasks: list[tuple[int, int, str, bool]]) -> Iterator[dict[str, Any]]:
+        if not tasks:
+            return
+        workers = self.workers or spec.execution.workers
+        spec_data = spec.model_dump(mode="json")
+        if workers <= 1 or len(tasks) == 1:
+            if self._worker is None or self._worker.spec != spec:
+                self._worker = ShardWorker(spec_data, str(root))
+            for t in tasks:
+                yield self._worker.run(*t)
+            return
+        ctx = get_context("forkserver" if sys.platform != "win32" else "spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
+                                 initializer=_pool_init, initargs=(spec_data, str(root))) as pool:
+            yield from pool.map(_pool_run, tasks)
+
+
+def run_stages_in_process(stages: list[Stage], table: pa.Table) -> tuple[pa.Table, dict[str, Counter[str]]]:
+    """Apply non-barrier stages to one table in memory (notebooks, tests, `assay stage` previews)."""
+    counters: dict[str, Counter[str]] = {}
+    for st in stages:
+        if isinstance(st, BarrierStage):
+            raise ValueError(f"{st.kind} needs the whole corpus; run it through an executor")
+        st.setup()
+        ctx = StageContext(st.name)
+        table = st.process(table, ctx)
+        counters[st.name] = ctx.counters
+    return table, counters

@@ -1,0 +1,147 @@
+"""The snapshot manifest and the run's statistics (format: docs/manifest.md).
+
+The manifest is built only from completion markers and the final shard files, and holds no
+times, so the same spec on the same input gives the same manifest however often the run was
+killed and resumed. Wall and CPU seconds go to ``stats.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+import pipeline
+from pipeline.plan import Plan
+from pipeline.spec import PipelineSpec
+from pipeline.writers import sha256_file
+
+FORMAT = "assay.snapshot/1"
+
+
+def merge_stats(markers: list[dict[str, Any]], plan: Plan, wall_s: float = 0.0) -> dict[str, Any]:
+    """Sum per-shard counters into per-stage totals and check that the counts balance."""
+    order = ["read"] + [st.name for seg in plan.segments for st in seg.all_stages()]
+    counts: dict[str, Counter[str]] = {name: Counter() for name in order}
+    times: dict[str, Counter[str]] = {}
+    last_seg = len(plan.segments) - 1
+    kept = 0
+    for m in markers:
+        for name, c in m["stages"].items():
+            counts.setdefault(name, Counter()).update(c)
+        for name, t in m.get("times", {}).items():
+            times.setdefault(name, Counter()).update(t)
+        if m["segment"] == last_seg:
+            kept += int(m["rows"])
+    read = counts["read"]
+    docs_in = int(read.get("docs_in", 0))
+    quarantined = int(read.get("quarantined", 0))
+    dropped = sum(int(c.get("dropped", 0)) for name, c in counts.items() if name != "read")
+    stages = []
+    kinds = {st.name: st.kind for seg in plan.segments for st in seg.all_stages()}
+    for name in order:
+        c = counts[name]
+        t = times.get(name, Counter())
+        wall = float(t.get("wall_s", 0.0))
+        bytes_in = int(c.get("bytes_in", 0))
+        entry: dict[str, Any] = {
+            "name": name,
+            "kind": kinds.get(name, "read"),
+            "docs_in": int(c.get("docs_in", 0)),
+            "docs_out": int(c.get("docs_out", 0)),
+            "dropped": {k.split(".", 1)[1]: int(v) for k, v in sorted(c.items()) if k.startswith("dropped.")},
+            "quarantined": {k.split(".", 1)[1]: int(v) for k, v in sorted(c.items()) if k.startswith("quarantined.")},
+            "bytes_in": bytes_in,
+            "wall_s": round(wall, 4),
+            "cpu_s": round(float(t.get("cpu_s", 0.0)), 4),
+            "docs_per_s": round(c.get("docs_in", 0) / wall, 1) if wall > 0 else None,
+            "mb_per_s": round(bytes_in / 1e6 / wall, 2) if wall > 0 else None,
+            "counters": {k: v for k, v in sorted(c.items()) if not k.startswith(("dropped", "quarantined"))
+                         and k not in ("docs_in", "docs_out", "bytes_in")},
+        }
+        stages.append(entry)
+    return {
+        "docs_in": docs_in,
+        "kept": kept,
+        "dropped": dropped,
+        "quarantined": quarantined,
+        "balanced": docs_in == kept + dropped + quarantined,
+        "wall_s": round(wall_s, 3),
+        "stages": stages,
+    }
+
+
+def counts_only(stats: dict[str, Any]) -> dict[str, Any]:
+    """Stats without times (what goes into the manifest)."""
+    return {
+        "docs_in": stats["docs_in"],
+        "kept": stats["kept"],
+        "dropped": stats["dropped"],
+        "quarantined": stats["quarantined"],
+        "stages": {
+            s["name"]: {"docs_in": s["docs_in"], "docs_out": s["docs_out"], "dropped": s["dropped"],
+                        "quarantined": s["quarantined"]}
+            for s in stats["stages"]
+        },
+    }
+
+
+def _portable_spec(spec: PipelineSpec) -> dict[str, Any]:
+    """The canonical spec without where it wrote (the snapshot's own folder)."""
+    data = spec.canonical()
+    data["output"] = {k: v for k, v in data["output"].items() if k != "dir"}
+    return data
+
+
+def build_manifest(spec: PipelineSpec, spec_hash: str, root: Path, final_markers: list[dict[str, Any]],
+                   stats: dict[str, Any], parents: list[str] | None = None) -> dict[str, Any]:
+    shards = []
+    fields: dict[str, str] = {}
+    for m in sorted(final_markers, key=lambda d: d["shard"]):
+        if not m.get("output"):
+            continue
+        path = root / m["output"]
+        sch = pq.read_schema(path)
+        for f in sch:
+            fields.setdefault(f.name, str(f.type))
+        shards.append({
+            "path": m["output"],
+            "rows": int(m["rows"]),
+            "bytes": path.stat().st_size,
+            "sha256": sha256_file(path),
+            "tokens": int(m.get("tokens", 0)),
+            "phase": None,
+            "input": Path(m["input"]).name,
+        })
+    content = hashlib.sha256("".join(s["sha256"] for s in shards).encode()).hexdigest()
+    against = []
+    for entry in spec.stages:
+        cfg = entry.config_dict()
+        for p in cfg.get("against", []) or []:
+            mf = Path(p) / "manifest.json"
+            if mf.exists():
+                import json
+
+                against.append(json.loads(mf.read_text()).get("snapshot_id"))
+    return {
+        "format": FORMAT,
+        "snapshot_id": f"{spec_hash[:12]}-{content[:12]}",
+        "name": spec.name,
+        "code_version": pipeline.__version__,
+        "spec": _portable_spec(spec),
+        "spec_hash": spec_hash,
+        "parents": sorted({*(parents or []), *against}),
+        "schema": [{"name": k, "type": v} for k, v in fields.items()],
+        "shards": shards,
+        "totals": {
+            "rows": sum(s["rows"] for s in shards),
+            "bytes": sum(s["bytes"] for s in shards),
+            "tokens": sum(s["tokens"] for s in shards),
+            "shards": len(shards),
+        },
+        "stats": counts_only(stats),
+        "extra": {},
+    }

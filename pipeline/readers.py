@@ -1,0 +1,444 @@
+"""Readers: WARC/WET, JSONL (.gz, .zst) and Parquet shards -> Arrow tables of documents.
+
+Every reader streams (bounded memory: one batch of ``batch_size`` documents at a time) and
+never raises on bad data. A malformed record (broken JSON line, invalid UTF-8, a WARC record
+with a broken header, a document over ``max_doc_bytes``) or a malformed file (truncated
+compressed stream, a Parquet file with the wrong schema, an unreadable file) becomes a
+:class:`Quarantined` item with a reason and the raw bytes, and reading goes on where it can.
+So for every shard: records read = documents yielded + records quarantined.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import xxhash
+
+from pipeline import schema
+
+#: raw bytes kept per quarantined record (the rest is cut; the location still points at it)
+QUARANTINE_RAW_LIMIT = 1 << 20
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    format: str = "auto"
+    text_field: str = "text"
+    id_field: str = "id"
+    url_field: str = "url"
+    source: str | None = None
+    max_doc_bytes: int = 8 * 1024 * 1024
+    batch_size: int = 1000
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    location: str
+    reason: str
+    raw: bytes = b""
+
+
+ReadItem = pa.Table | Quarantined
+
+
+def detect_format(path: Path) -> str:
+    name = path.name.lower()
+    for suffix in (".gz", ".zst", ".zstd"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if name.endswith((".warc", ".wet", ".arc")):
+        return "warc"
+    if name.endswith((".jsonl", ".json", ".ndjson")):
+        return "jsonl"
+    if name.endswith(".parquet"):
+        return "parquet"
+    raise ValueError(
+        f"cannot tell the format of {str(path)!r} from its name; set input.format to warc, jsonl or parquet"
+    )
+
+
+def open_decompressed(path: Path) -> BinaryIO:
+    """Open a file, decompressing .gz and .zst transparently (streaming)."""
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if name.endswith((".zst", ".zstd")):
+        import zstandard
+
+        fh = open(path, "rb")
+        reader = zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True, closefd=True)
+        return io.BufferedReader(reader, buffer_size=1 << 20)  # type: ignore[arg-type, return-value]
+    return open(path, "rb")
+
+
+def read_shard(path: Path, opts: ReaderOptions) -> Iterator[ReadItem]:
+    """Yield document tables and quarantined records from one input file."""
+    fmt = opts.format if opts.format != "auto" else detect_format(path)
+    if fmt == "warc":
+        yield from _read_warc(path, opts)
+    elif fmt == "jsonl":
+        yield from _read_jsonl(path, opts)
+    elif fmt == "parquet":
+        yield from _read_parquet(path, opts)
+    else:  # pragma: no cover - guarded by the spec's Literal
+        raise ValueError(f"unknown input format {fmt!r}")
+
+
+def read_table(path: str | Path, **kw: Any) -> pa.Table:
+    """Read a small file fully into one table (tests, tools). Quarantined records are skipped."""
+    opts = ReaderOptions(**kw)
+    tables = [t for t in read_shard(Path(path), opts) if isinstance(t, pa.Table)]
+    if not tables:
+        return pa.table({f.name: pa.array([], f.type) for f in schema.REQUIRED_FIELDS})
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+# -- rows -> table -------------------------------------------------------------------------------
+
+
+class _RowBuffer:
+    """Collects document rows and emits Arrow tables of ``batch_size`` rows."""
+
+    def __init__(self, opts: ReaderOptions, default_source: str):
+        self.opts = opts
+        self.source = opts.source or default_source
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, row: dict[str, Any]) -> pa.Table | None:
+        self.rows.append(row)
+        if len(self.rows) >= self.opts.batch_size:
+            return self.flush()
+        return None
+
+    def flush(self) -> pa.Table | None:
+        if not self.rows:
+            return None
+        rows, self.rows = self.rows, []
+        table = pa.Table.from_pylist(rows)
+        return schema.normalize_required(table)
+
+
+def _record_to_row(rec: dict[str, Any], text: str, key: str, opts: ReaderOptions, source: str) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for k, v in rec.items():
+        if k == opts.text_field:
+            continue
+        if k in (schema.SOURCE,) and not isinstance(v, str):
+            k = f"input.{k}"
+        row[k] = v
+    url = rec.get(opts.url_field)
+    row[schema.URL] = url if isinstance(url, str) else None
+    if opts.url_field != schema.URL and opts.url_field in row:
+        pass  # keep the original field too; it passes through
+    doc_id = rec.get(schema.DOC_ID)
+    row[schema.DOC_ID] = doc_id if isinstance(doc_id, str) and doc_id else schema.make_doc_id(key, text)
+    src = rec.get(schema.SOURCE)
+    row[schema.SOURCE] = src if isinstance(src, str) and src else source
+    row[schema.TEXT] = text
+    return row
+
+
+# -- JSONL ------------------------------------------------------------------------------------------
+
+
+def _read_jsonl(path: Path, opts: ReaderOptions) -> Iterator[ReadItem]:
+    buf = _RowBuffer(opts, path.name)
+    lineno = 0
+    try:
+        fh = open_decompressed(path)
+    except OSError as e:
+        yield Quarantined(str(path), f"unreadable_file: {e}")
+        return
+    with fh:
+        while True:
+            try:
+                line = fh.readline()
+            except (EOFError, OSError, gzip.BadGzipFile) as e:
+                yield Quarantined(f"{path}:{lineno + 1}", f"truncated_or_corrupt_stream after {lineno} lines: {e}")
+                break
+            except Exception as e:  # zstandard.ZstdError and friends
+                yield Quarantined(f"{path}:{lineno + 1}", f"truncated_or_corrupt_stream after {lineno} lines: {e}")
+                break
+            if not line:
+                break
+            lineno += 1
+            loc = f"{path}:{lineno}"
+            if not line.strip():
+                continue
+            if len(line) > opts.max_doc_bytes:
+                yield Quarantined(loc, f"too_large: {len(line)} bytes > max_doc_bytes {opts.max_doc_bytes}", line[:QUARANTINE_RAW_LIMIT])
+                continue
+            try:
+                s = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield Quarantined(loc, f"invalid_utf8: {e.reason} at byte {e.start}", line)
+                continue
+            try:
+                rec = json.loads(s)
+            except json.JSONDecodeError as e:
+                yield Quarantined(loc, f"invalid_json: {e.msg} at column {e.colno}", line)
+                continue
+            if not isinstance(rec, dict):
+                yield Quarantined(loc, f"not_an_object: got {type(rec).__name__}", line)
+                continue
+            text = rec.get(opts.text_field)
+            if not isinstance(text, str):
+                what = "missing" if text is None else f"not a string ({type(text).__name__})"
+                yield Quarantined(loc, f"missing_text: field {opts.text_field!r} is {what}", line)
+                continue
+            rid = rec.get(opts.id_field)
+            key = str(rid) if rid is not None else (rec.get(opts.url_field) or f"{path.name}:{lineno}")
+            out = buf.add(_record_to_row(rec, text, str(key), opts, buf.source))
+            if out is not None:
+                yield out
+    last = buf.flush()
+    if last is not None:
+        yield last
+
+
+# -- Parquet ----------------------------------------------------------------------------------------
+
+
+def _read_parquet(path: Path, opts: ReaderOptions) -> Iterator[ReadItem]:
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:
+        yield Quarantined(str(path), f"unreadable_parquet: {e}")
+        return
+    names = pf.schema_arrow.names
+    if opts.text_field not in names:
+        yield Quarantined(str(path), f"wrong_schema: no text column {opts.text_field!r} (columns: {', '.join(names)})")
+        return
+    ttype = pf.schema_arrow.field(opts.text_field).type
+    if not (pa.types.is_string(ttype) or pa.types.is_large_string(ttype)):
+        yield Quarantined(str(path), f"wrong_schema: text column {opts.text_field!r} has type {ttype}, expected string")
+        return
+    source = opts.source or path.name
+    row0 = 0
+    try:
+        for rb in pf.iter_batches(batch_size=opts.batch_size):
+            table = pa.Table.from_batches([rb])
+            yield from _parquet_batch(table, path, row0, opts, source)
+            row0 += rb.num_rows
+    except Exception as e:
+        yield Quarantined(f"{path}:row{row0}", f"corrupt_parquet after {row0} rows: {e}")
+
+
+def _parquet_batch(table: pa.Table, path: Path, row0: int, opts: ReaderOptions, source: str) -> Iterator[ReadItem]:
+    texts = table.column(opts.text_field).to_pylist()
+    bad = [i for i, t in enumerate(texts) if t is None or len(t) > opts.max_doc_bytes]
+    if bad:
+        for i in bad:
+            row = table.slice(i, 1).to_pylist()[0]
+            reason = "missing_text: null" if texts[i] is None else f"too_large: {len(texts[i])} chars > max_doc_bytes {opts.max_doc_bytes}"
+            raw = json.dumps(row, default=str).encode()[:QUARANTINE_RAW_LIMIT]
+            yield Quarantined(f"{path}:row{row0 + i}", reason, raw)
+        keep = pa.array([i not in set(bad) for i in range(len(texts))])
+        table = table.filter(keep)
+        texts = [t for i, t in enumerate(texts) if i not in set(bad)]
+        idx = [i for i in range(len(keep)) if keep[i].as_py()]
+    else:
+        idx = list(range(len(texts)))
+    if table.num_rows == 0:
+        return
+    if opts.text_field != schema.TEXT:
+        if schema.TEXT in table.column_names:
+            table = table.rename_columns([f"input.{schema.TEXT}" if c == schema.TEXT else c for c in table.column_names])
+        table = table.rename_columns([schema.TEXT if c == opts.text_field else c for c in table.column_names])
+    n = table.num_rows
+    if schema.URL not in table.column_names:
+        if opts.url_field in table.column_names:
+            table = table.append_column(schema.URL, table.column(opts.url_field).cast(pa.string()))
+        else:
+            table = table.append_column(schema.URL, pa.nulls(n, pa.string()))
+    if schema.SOURCE not in table.column_names:
+        table = table.append_column(schema.SOURCE, pa.array([source] * n, pa.string()))
+    if schema.DOC_ID not in table.column_names:
+        ids = table.column(opts.id_field).to_pylist() if opts.id_field in table.column_names else None
+        urls = table.column(schema.URL).to_pylist()
+        doc_ids = []
+        for j, t in enumerate(texts):
+            key = ids[j] if ids is not None and ids[j] is not None else (urls[j] or f"{path.name}:row{row0 + idx[j]}")
+            doc_ids.append(schema.make_doc_id(str(key), t))
+        table = table.append_column(schema.DOC_ID, pa.array(doc_ids, pa.string()))
+    yield schema.normalize_required(table)
+
+
+# -- WARC / WET ---------------------------------------------------------------------------------------
+
+_HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml", "text/xml")
+
+
+class _PrefixedStream(io.RawIOBase):
+    """A stream that first serves ``prefix`` then reads on from ``rest`` (for WARC resync)."""
+
+    def __init__(self, prefix: bytes, rest: BinaryIO):
+        self._prefix = memoryview(prefix)
+        self._rest = rest
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Only no-op seeks (fastwarc asks where it is); skipping forward reads and discards."""
+        target = offset if whence == io.SEEK_SET else self._pos + offset
+        if whence == io.SEEK_END or target < self._pos:
+            raise io.UnsupportedOperation("this stream only seeks forward")
+        while self._pos < target:
+            if not self.read(min(1 << 20, target - self._pos)):
+                break
+        return self._pos
+
+    def readinto(self, b: Any) -> int:
+        if len(self._prefix):
+            n = min(len(b), len(self._prefix))
+            b[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            self._pos += n
+            return n
+        data = self._rest.read(len(b))
+        n = len(data)
+        b[:n] = data
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        self._rest.close()
+        super().close()
+
+
+class _BrokenRecord(Exception):
+    def __init__(self, msg: str, offset: int):
+        super().__init__(msg)
+        self.offset = offset
+
+
+def _warc_resync(path: Path, search_from: int) -> tuple[bytes, int, BinaryIO | None]:
+    """Find the record after a broken one. Returns (skipped bytes, resume offset, stream at resume).
+
+    The broken record is the first ``WARC/1.`` line at or after the decompressed offset
+    ``search_from``; we resume at the next one.
+    """
+    fh = open_decompressed(path)
+    pos = 0
+    skip = max(search_from, 0)
+    while pos < skip:  # re-decompress up to the broken record (rare path: O(file) per error)
+        chunk = fh.read(min(1 << 20, skip - pos))
+        if not chunk:
+            break
+        pos += len(chunk)
+    window = b""
+    bad_start = -1
+    while True:
+        chunk = fh.read(1 << 20)
+        window += chunk
+        if bad_start < 0:
+            bad_start = window.find(b"WARC/1.")
+            if bad_start < 0 and chunk:
+                continue
+        nxt = window.find(b"\nWARC/1.", max(bad_start, 0) + 7) if bad_start >= 0 else -1
+        if nxt >= 0:
+            resume = nxt + 1
+            skipped = window[max(bad_start, 0):resume]
+            return skipped, pos + resume, _PrefixedStream(window[resume:], fh)  # type: ignore[return-value]
+        if not chunk:  # no further record: the broken one ran to the end of the file
+            fh.close()
+            return window[max(bad_start, 0):], pos + len(window), None
+        if len(window) > 64 * QUARANTINE_RAW_LIMIT:  # give up keeping; keep scanning bounded
+            window = window[-QUARANTINE_RAW_LIMIT:]
+            bad_start = 0
+
+
+def _read_warc(path: Path, opts: ReaderOptions) -> Iterator[ReadItem]:
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    buf = _RowBuffer(opts, path.name)
+    try:
+        stream: BinaryIO | None = open_decompressed(path)
+    except OSError as e:
+        yield Quarantined(str(path), f"unreadable_file: {e}")
+        return
+    base = 0  # decompressed offset at which the current stream starts
+    last_good = -1
+    n_records = 0
+    wanted = WarcRecordType.response | WarcRecordType.conversion | WarcRecordType.resource
+    while stream is not None:
+        current = stream
+        try:
+            for rec in ArchiveIterator(current, record_types=wanted, parse_http=True):
+                last_good = base + rec.stream_pos
+                item = _warc_record(rec, path, last_good, opts, buf)
+                n_records += 1
+                if isinstance(item, Quarantined):
+                    yield item
+                elif item is not None:
+                    yield item
+            stream = None
+        except (EOFError, gzip.BadGzipFile, OSError, _BrokenRecord) as e:
+            msg = str(e)
+            if isinstance(e, (EOFError, gzip.BadGzipFile)) or "gzip" in msg.lower() or "compressed" in msg.lower():
+                yield Quarantined(f"{path}@{last_good}", f"truncated_or_corrupt_stream after {n_records} records: {msg}")
+                stream = None
+            else:
+                search_from = e.offset if isinstance(e, _BrokenRecord) else last_good + 1
+                skipped, resume, stream = _warc_resync(path, search_from)
+                yield Quarantined(f"{path}@{resume - len(skipped)}", f"broken_warc_record: {msg}", skipped[:QUARANTINE_RAW_LIMIT])
+                base = resume
+                last_good = resume - 1
+        finally:
+            current.close()
+    last = buf.flush()
+    if last is not None:
+        yield last
+
+
+def _warc_record(rec: Any, path: Path, offset: int, opts: ReaderOptions, buf: _RowBuffer) -> ReadItem | None:
+    from fastwarc.warc import WarcRecordType
+
+    url = rec.headers.get("WARC-Target-URI")
+    clen = rec.headers.get("Content-Length") or ""
+    if not clen.strip().isdigit():
+        raise _BrokenRecord(f"invalid Content-Length {clen!r}", offset)
+    rid = rec.record_id or f"{path.name}@{offset}"
+    body = rec.reader.read()
+    loc = f"{path}@{offset}"
+    if len(body) > opts.max_doc_bytes:
+        return Quarantined(loc, f"too_large: {len(body)} bytes > max_doc_bytes {opts.max_doc_bytes}", body[:QUARANTINE_RAW_LIMIT])
+    if rec.record_type == WarcRecordType.conversion:  # WET: plain text
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return Quarantined(loc, f"invalid_utf8: {e.reason} at byte {e.start}", body[:QUARANTINE_RAW_LIMIT])
+        row = {schema.DOC_ID: schema.make_doc_id(rid, text), schema.TEXT: text, schema.SOURCE: buf.source, schema.URL: url,
+               "warc.record_id": rid, "warc.date": rec.headers.get("WARC-Date")}
+        return buf.add(row)
+    ctype = ""
+    if rec.http_headers is not None:
+        ctype = (rec.http_headers.get("Content-Type") or "").lower()
+    elif rec.record_type == WarcRecordType.resource:
+        ctype = (rec.headers.get("Content-Type") or "").lower()
+    if ctype and not ctype.startswith(_HTML_TYPES):
+        return None  # images, PDFs, scripts: not documents of an HTML corpus
+    h = xxhash.xxh3_128()
+    h.update(rid.encode())
+    h.update(b"\0")
+    h.update(body)
+    row = {schema.DOC_ID: h.hexdigest(), schema.TEXT: "", schema.SOURCE: buf.source, schema.URL: url,
+           schema.HTML: body, "warc.record_id": rid, "warc.date": rec.headers.get("WARC-Date"),
+           "warc.content_type": ctype or None}
+    return buf.add(row)

@@ -1,0 +1,47 @@
+"""Entry points for running specs from Python (the CLI and the REST service use these)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline.spec import PipelineSpec
+
+
+def run_spec(spec: PipelineSpec, ray: str | None = None, progress: bool = True, workers: int | None = None) -> dict[str, Any]:
+    """Run ``spec`` and return its manifest. ``ray`` = "auto" or a cluster address uses Ray."""
+    if ray:
+        from pipeline.ray_executor import RayExecutor
+
+        return RayExecutor(address=ray, progress=progress).run(spec)
+    from pipeline.executor import LocalExecutor
+
+    return LocalExecutor(workers=workers, progress=progress).run(spec)
+
+
+def single_stage_spec(kind: str, config: dict[str, Any] | None, inputs: list[str], output: str,
+                      **input_opts: Any) -> PipelineSpec:
+    """A one-stage spec: read INPUT (JSONL/Parquet/WARC files or folders), run KIND, write OUTPUT."""
+    data: dict[str, Any] = {
+        "name": f"stage-{kind}",
+        "input": {"paths": [str(p) for p in inputs], **input_opts},
+        "output": {"dir": str(output)},
+        "stages": [{"kind": kind, **(config or {})}],
+    }
+    return PipelineSpec.from_dict(data)
+
+
+def run_single(kind: str, config: dict[str, Any] | None, inputs: list[str], output: str,
+               progress: bool = False, **input_opts: Any) -> dict[str, Any]:
+    """Run one stage over files or folders and write a snapshot to ``output``; returns the manifest."""
+    return run_spec(single_stage_spec(kind, config, inputs, output, **input_opts), progress=progress)
+
+
+def load_manifest(snapshot: str | Path) -> dict[str, Any]:
+    import json
+
+    p = Path(snapshot)
+    mf = p / "manifest.json" if p.is_dir() else p
+    if not mf.exists():
+        raise FileNotFoundError(f"{str(p)!r} is not a snapshot: no manifest.json")
+    return json.loads(mf.read_text())

@@ -1,0 +1,215 @@
+"""PipelineSpec: the TOML document that describes a job (CLI, REST and tests share it).
+
+Validated up front: a bad spec fails before any work starts, with one line that names the
+field and the value (``spec error: stages[2] (filter.gopher).min_doc_words: Input should be a
+valid integer, got 'many'``).
+
+Example::
+
+    name = "demo"
+
+    [input]
+    paths = ["examples/data/*.warc.gz"]
+
+    [output]
+    dir = "runs/demo"
+
+    [[stages]]
+    kind = "extract.html"
+
+    [[stages]]
+    kind = "filter.gopher_quality"
+    min_doc_words = 50
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.registry import UnknownStageError, get_stage_class
+from pipeline.stage import Stage, StageConfig
+
+
+class SpecError(ValueError):
+    """A spec that cannot run; the message is one line naming the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputSpec(_Strict):
+    paths: list[str] = Field(min_length=1, description="files, folders or glob patterns")
+    format: Literal["auto", "warc", "jsonl", "parquet"] = "auto"
+    text_field: str = "text"
+    id_field: str = "id"
+    url_field: str = "url"
+    source: str | None = Field(None, description="value of the `source` column; default: file name")
+    max_doc_bytes: int = Field(8 * 1024 * 1024, gt=0, description="larger records are quarantined")
+
+
+class OutputSpec(_Strict):
+    dir: str
+    rows_per_row_group: int = Field(10_000, gt=0)
+    compression: Literal["zstd", "snappy", "none"] = "zstd"
+    write_dropped: bool = Field(False, description="write dropped rows aside under dropped/")
+
+
+class ExecutionSpec(_Strict):
+    batch_size: int = Field(1000, gt=0, description="documents per Arrow batch")
+    workers: int = Field(1, ge=1, description="local worker processes (shard-parallel)")
+
+
+class StageEntry(_Strict):
+    """One ``[[stages]]`` table: ``kind``, optional ``name``, the rest is the stage config."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: str
+    name: str | None = None
+
+    def config_dict(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class PipelineSpec(_Strict):
+    name: str = "assay-job"
+    input: InputSpec
+    output: OutputSpec
+    execution: ExecutionSpec = ExecutionSpec()
+    stages: list[StageEntry] = Field(default_factory=list)
+
+    @field_validator("stages")
+    @classmethod
+    def _unique_names(cls, stages: list[StageEntry]) -> list[StageEntry]:
+        seen: set[str] = set()
+        for i, st in enumerate(stages):
+            n = st.name or st.kind
+            if n in seen:
+                raise ValueError(f"stages[{i}]: name {n!r} is used twice; give one a distinct `name`")
+            seen.add(n)
+        return stages
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> PipelineSpec:
+        p = Path(path)
+        if not p.exists():
+            raise SpecError(f"spec file {str(p)!r} does not exist")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise SpecError(f"spec {str(p)!r} is not valid TOML: {e}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PipelineSpec:
+        try:
+            spec = cls.model_validate(data)
+        except ValidationError as e:
+            raise SpecError(_one_line(e, data)) from None
+        spec.build_stages()  # validate every stage config now, not mid-run
+        return spec
+
+    def with_overrides(self, inputs: list[str] | None = None, output: str | None = None) -> PipelineSpec:
+        data = self.model_dump(mode="json", exclude_none=True)
+        if inputs:
+            data["input"]["paths"] = list(inputs)
+        if output:
+            data["output"]["dir"] = output
+        return PipelineSpec.from_dict(data)
+
+    # -- derived --------------------------------------------------------------------------------
+
+    def build_stages(self) -> list[Stage]:
+        stages: list[Stage] = []
+        for i, entry in enumerate(self.stages):
+            try:
+                cls = get_stage_class(entry.kind)
+            except UnknownStageError as e:
+                raise SpecError(f"spec error: stages[{i}].kind: {e}") from None
+            try:
+                config: StageConfig = cls.Config(**entry.config_dict())
+            except ValidationError as e:
+                raise SpecError(_one_line(e, entry.config_dict(), prefix=f"stages[{i}] ({entry.kind})")) from None
+            stages.append(cls(config, name=entry.name))
+        return stages
+
+    def canonical(self) -> dict[str, Any]:
+        """The spec as plain data with every default filled in (stage configs included)."""
+        data = self.model_dump(mode="json")
+        data["stages"] = [
+            {"kind": st.kind, "name": st.name, "config": st.config.model_dump(mode="json")}
+            for st in self.build_stages()
+        ]
+        return data
+
+    def spec_hash(self) -> str:
+        """sha256 of the canonical spec minus where it reads and writes (so one spec run on
+        different corpora keeps the same processing identity)."""
+        data = self.canonical()
+        data.pop("output", None)
+        data["input"] = {k: v for k, v in data["input"].items() if k != "paths"}
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def resolve_inputs(self) -> list[Path]:
+        """Expand paths, folders and globs to a sorted list of files; missing ones are errors."""
+        return resolve_paths(self.input.paths)
+
+
+INPUT_SUFFIXES = (
+    ".warc", ".warc.gz", ".wet", ".wet.gz", ".jsonl", ".jsonl.gz", ".jsonl.zst", ".json",
+    ".json.gz", ".ndjson", ".parquet",
+)
+
+
+def resolve_paths(paths: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if any(ch in raw for ch in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(raw, recursive=True))
+            matches = [m for m in matches if m.is_file()]
+            if not matches:
+                raise SpecError(f"input path {raw!r} matches no files")
+            files.extend(matches)
+        elif p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(INPUT_SUFFIXES))
+            if not found:
+                raise SpecError(f"input folder {raw!r} holds no readable shards ({', '.join(INPUT_SUFFIXES)})")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise SpecError(f"input path {raw!r} does not exist")
+    seen: set[Path] = set()
+    out = []
+    for f in files:
+        r = f.resolve()
+        if r not in seen:
+            seen.add(r)
+            out.append(f)
+    return out
+
+
+def _one_line(err: ValidationError, data: Any, prefix: str = "") -> str:
+    e = err.errors()[0]
+    loc = ""
+    for part in e["loc"]:
+        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+    where = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
+    msg = e["msg"]
+    if e["type"] == "extra_forbidden":
+        msg = "unknown field (check the spelling; `assay stages` lists every field)"
+    value = e.get("input")
+    shown = "" if e["type"] in ("missing", "extra_forbidden") or isinstance(value, dict) else f", got {value!r}"
+    more = f" (and {len(err.errors()) - 1} more error(s))" if len(err.errors()) > 1 else ""
+    return f"spec error: {where}: {msg}{shown}{more}"

@@ -1,0 +1,198 @@
+"""The Stage protocol: what every step of a pipeline is.
+
+A stage has a registered ``kind`` ("filter.gopher"), a validated pydantic config, declared
+input/output columns and resources, ``setup()`` once per worker (load models there),
+``process(table, ctx) -> table`` and ``teardown()``.
+
+Three shapes cover everything:
+
+- :class:`ScoreStage` only adds columns (``lang``, ``quality.fasttext``); it never drops.
+- :class:`FilterStage` decides keep/drop from a table and gives a reason per dropped row; the
+  base class splits the table, counts ``dropped.<reason>`` and hands dropped rows to the context
+  (which writes them aside when the spec asks for it).
+- :class:`BarrierStage` needs the whole corpus before it can decide (exact dedup, MinHash,
+  SoftDedup): ``map`` emits a small artifact per input shard (keyed by ``doc_id``), ``reduce``
+  turns all artifacts into a state on disk, ``apply`` uses that state on every shard.
+
+Tables are Arrow tables; there are no pandas payloads anywhere in the core.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+from pipeline import schema
+
+
+class StageConfig(BaseModel):
+    """Base for stage configs: unknown fields are errors, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one worker of a stage needs; the Ray executor sizes actor pools from this."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    memory_gb: float = 0.5
+
+
+@dataclass
+class StageContext:
+    """Per-shard, per-stage bookkeeping handed to ``process``.
+
+    Counters merge across shards and workers into ``stats.json``. ``drop`` records rows a
+    stage removes; they are counted always and kept (for writing aside) when
+    ``keep_dropped`` is set.
+    """
+
+    stage_name: str
+    shard_key: str = ""
+    shard_index: int = 0
+    keep_dropped: bool = False
+    counters: Counter[str] = field(default_factory=Counter)
+    dropped: list[pa.Table] = field(default_factory=list)
+
+    def add(self, name: str, n: int | float = 1) -> None:
+        self.counters[name] += n
+
+    def drop(self, table: pa.Table, reasons: str | Sequence[str]) -> None:
+        """Record ``table``'s rows as dropped; ``reasons`` is one reason or one per row."""
+        n = table.num_rows
+        if n == 0:
+            return
+        if isinstance(reasons, str):
+            self.counters[f"dropped.{reasons}"] += n
+            reason_list = [reasons] * n
+        else:
+            reason_list = list(reasons)
+            if len(reason_list) != n:
+                raise ValueError(f"{self.stage_name}: {n} dropped rows but {len(reason_list)} reasons")
+            for r, c in Counter(reason_list).items():
+                self.counters[f"dropped.{r}"] += c
+        self.counters["dropped"] += n
+        if self.keep_dropped:
+            table = _set_column(table, schema.DROP_REASON, pa.array(reason_list, pa.string()))
+            table = _set_column(table, schema.DROP_STAGE, pa.array([self.stage_name] * n, pa.string()))
+            self.dropped.append(table)
+
+
+def _set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, values)
+    return table.append_column(name, values)
+
+
+class Stage(ABC):
+    """One step of a pipeline. Subclasses set ``kind`` and usually ``Config``."""
+
+    kind: ClassVar[str]
+    Config: ClassVar[type[StageConfig]] = StageConfig
+    inputs: ClassVar[tuple[str, ...]] = (schema.TEXT,)
+    outputs: ClassVar[tuple[str, ...]] = ()
+    resources: ClassVar[Resources] = Resources()
+    #: Human summary shown by ``assay stages``.
+    summary: ClassVar[str] = ""
+
+    def __init__(self, config: StageConfig | dict[str, Any] | None = None, name: str | None = None):
+        if config is None:
+            config = self.Config()
+        elif isinstance(config, dict):
+            config = self.Config(**config)
+        self.config = config
+        self.name = name or self.kind
+
+    def setup(self) -> None:  # noqa: B027 - optional hook
+        """Called once per worker before the first ``process`` (load models here)."""
+
+    @abstractmethod
+    def process(self, table: pa.Table, ctx: StageContext) -> pa.Table:
+        """Transform one table; return the rows that go on."""
+
+    def teardown(self) -> None:  # noqa: B027 - optional hook
+        """Called once per worker after the last ``process``."""
+
+    def output_columns(self) -> tuple[str, ...]:
+        """Columns this configured instance adds (defaults to the class's ``outputs``)."""
+        return self.outputs
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, config={self.config!r})"
+
+
+class ScoreStage(Stage):
+    """A stage that only adds columns. Implement ``score``."""
+
+    @abstractmethod
+    def score(self, table: pa.Table) -> dict[str, pa.Array]:
+        """Return new columns (name -> array with one value per row)."""
+
+    def process(self, table: pa.Table, ctx: StageContext) -> pa.Table:
+        if table.num_rows == 0:
+            return table
+        for name, values in self.score(table).items():
+            table = _set_column(table, name, values)
+        return table
+
+
+class FilterStage(Stage):
+    """A stage that keeps or drops rows. Implement ``keep``.
+
+    ``keep`` returns a boolean mask and, for the dropped rows, a reason: one string for all,
+    or a sequence with one entry per row of the table (entries for kept rows are ignored).
+    """
+
+    @abstractmethod
+    def keep(self, table: pa.Table) -> tuple[np.ndarray, str | Sequence[str | None]]:
+        """Return (mask of rows to keep, reason(s) for the dropped ones)."""
+
+    def process(self, table: pa.Table, ctx: StageContext) -> pa.Table:
+        if table.num_rows == 0:
+            return table
+        mask, reasons = self.keep(table)
+        mask = np.asarray(mask, dtype=bool)
+        if mask.all():
+            return table
+        dropped_idx = np.flatnonzero(~mask)
+        dropped = table.take(pa.array(dropped_idx))
+        if isinstance(reasons, str):
+            ctx.drop(dropped, reasons)
+        else:
+            ctx.drop(dropped, [str(reasons[i]) for i in dropped_idx])
+        return table.filter(pa.array(mask))
+
+
+class BarrierStage(Stage):
+    """A stage that must see the whole corpus first: map per shard, reduce once, apply.
+
+    - ``map(table, ctx)`` runs on each shard as it streams past (after the stages before
+      this one) and returns a small artifact table, keyed by ``doc_id``; the executor writes
+      it under ``artifacts/<stage name>/`` with a name derived from the shard.
+    - ``reduce(artifact_paths, state_dir)`` runs once, over artifacts sorted by shard, and
+      writes whatever ``apply`` needs into ``state_dir`` (which persists with the snapshot).
+    - ``load_state(state_dir)`` runs once per worker before ``apply``.
+    - ``process`` (= apply) then runs on every shard.
+    """
+
+    @abstractmethod
+    def map(self, table: pa.Table, ctx: StageContext) -> pa.Table:
+        """Artifact rows for this shard (keyed by ``doc_id``)."""
+
+    @abstractmethod
+    def reduce(self, artifact_paths: list[Path], state_dir: Path) -> None:
+        """Combine all artifacts into a state under ``state_dir``."""
+
+    @abstractmethod
+    def load_state(self, state_dir: Path) -> None:
+        """Load what ``reduce`` wrote, before ``process`` runs."""

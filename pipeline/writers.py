@@ -1,0 +1,179 @@
+"""Writers: Parquet shards written atomically (temp file, then rename) and the manifest.
+
+Passthrough columns from JSONL can change type from batch to batch (an id that is an int in
+one record and a string in the next, a field that is null in the first thousand rows). The
+writer fixes the shard's schema from its first rows and conforms later batches to it: missing
+columns become nulls, ``null``-typed columns are widened to string, casts that Arrow cannot do
+are written as JSON text. Nothing is dropped for a schema mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline import schema
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _widen(t: pa.DataType) -> pa.DataType:
+    """All-null columns get a real type (string), so later non-null values still fit."""
+    return pa.string() if pa.types.is_null(t) else t
+
+
+def _json_column(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    return pa.array(
+        [None if v is None else json.dumps(v, default=str, sort_keys=True) for v in col.to_pylist()],
+        pa.string(),
+    )
+
+
+def conform(table: pa.Table, target: pa.Schema) -> pa.Table:
+    """Make ``table`` match ``target`` (extra columns are an error the caller handles)."""
+    cols = []
+    n = table.num_rows
+    for f in target:
+        if f.name not in table.column_names:
+            cols.append(pa.nulls(n, f.type))
+            continue
+        col = table.column(f.name)
+        if col.type == f.type:
+            cols.append(col)
+            continue
+        try:
+            cols.append(col.cast(f.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+                cols.append(_json_column(col).cast(f.type))
+            else:
+                raise
+    return pa.Table.from_arrays(cols, schema=target)
+
+
+class ParquetShardWriter:
+    """Streams tables into one Parquet file; ``close()`` renames it into place.
+
+    Row groups hold ``row_group_rows`` rows. Output is deterministic: the same tables give the
+    same bytes (no timestamps are written). When a column first appears after the schema was
+    fixed, the writer starts a second temporary part and, at ``close()``, rewrites the parts
+    into one file under the unified schema, one row group at a time (memory stays bounded).
+    """
+
+    def __init__(self, path: Path, compression: str = "zstd", row_group_rows: int = 10_000):
+        self.path = path
+        self.compression = None if compression == "none" else compression
+        self.row_group_rows = row_group_rows
+        self._parts: list[tuple[Path, pa.Schema]] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self.rows = 0
+        self.tokens = 0
+
+    def _tmp(self, i: int) -> Path:
+        return self.path.with_name(f".{self.path.name}.tmp{i}-{os.getpid()}")
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        if self._pending_rows >= self.row_group_rows:
+            self._flush()
+
+    def _open_part(self, sch: pa.Schema) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._tmp(len(self._parts))
+        self._parts.append((tmp, sch))
+        self._writer = pq.ParquetWriter(tmp, sch, compression=self.compression)
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        table = pa.concat_tables(self._pending, promote_options="permissive")
+        self._pending, self._pending_rows = [], 0
+        if not self._parts:
+            self._open_part(pa.schema([pa.field(f.name, _widen(f.type)) for f in table.schema]))
+        else:
+            current = self._parts[-1][1]
+            extra = [c for c in table.column_names
+                     if c not in current.names and table.column(c).null_count < table.num_rows]
+            if extra:
+                fields = list(current) + [pa.field(c, _widen(table.schema.field(c).type)) for c in extra]
+                self._open_part(pa.schema(fields))
+        table = conform(table, self._parts[-1][1])
+        if schema.TEXT in table.column_names:
+            words = pc.list_value_length(pc.utf8_split_whitespace(table.column(schema.TEXT)))
+            self.tokens += int(pc.sum(words).as_py() or 0)
+        assert self._writer is not None
+        for start in range(0, table.num_rows, self.row_group_rows):
+            self._writer.write_table(table.slice(start, self.row_group_rows))
+        self.rows += table.num_rows
+
+    def close(self) -> bool:
+        """Finish the file. Returns False (and writes nothing) when no row was written."""
+        self._flush()
+        if self._writer is None:
+            return False
+        self._writer.close()
+        self._writer = None
+        if len(self._parts) == 1:
+            os.replace(self._parts[0][0], self.path)
+            return True
+        final = self._parts[-1][1]  # each part's schema extends the one before
+        tmp = self._tmp(len(self._parts))
+        with pq.ParquetWriter(tmp, final, compression=self.compression) as w:
+            for part, _ in self._parts:
+                pf = pq.ParquetFile(part)
+                for i in range(pf.num_row_groups):
+                    w.write_table(conform(pf.read_row_group(i), final))
+        for part, _ in self._parts:
+            part.unlink()
+        os.replace(tmp, self.path)
+        return True
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        for part, _ in self._parts:
+            if part.exists():
+                part.unlink()
+
+
+def write_table_atomic(path: Path, table: pa.Table, compression: str = "zstd") -> None:
+    """Write one table to ``path`` atomically (an empty table still gets a file with its schema)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp, compression=None if compression == "none" else compression)
+    os.replace(tmp, path)
