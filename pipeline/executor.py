@@ -301,6 +301,9 @@ class BaseExecutor:
         atomic_write_json(layout.root / "manifest.json", manifest)
         for seg in plan.segments[:-1]:
             shutil.rmtree(layout.work / f"seg{seg.index}", ignore_errors=True)
+        for folder in ("shards", "quarantine", "dropped"):  # temp files of killed attempts
+            for tmp in (layout.root / folder).glob(".*.tmp*"):
+                tmp.unlink(missing_ok=True)
         return manifest
 
     def _reduce(self, layout: RunLayout, barrier: BarrierStage, n_shards: int) -> None:

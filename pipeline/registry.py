@@ -21,6 +21,8 @@ STAGE_MODULES: tuple[str, ...] = (
     "pipeline.filters.pii",
     "pipeline.filters.basic",
     "dedup.exact",
+    "dedup.minhash",
+    "dedup.softdedup",
     "classifiers.fasttext_model",
     "classifiers.threshold",
 )

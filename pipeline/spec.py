@@ -209,7 +209,10 @@ def _one_line(err: ValidationError, data: Any, prefix: str = "") -> str:
     msg = e["msg"]
     if e["type"] == "extra_forbidden":
         msg = "unknown field (check the spelling; `assay stages` lists every field)"
+    if e["type"] == "value_error":
+        msg = msg.removeprefix("Value error, ")
     value = e.get("input")
-    shown = "" if e["type"] in ("missing", "extra_forbidden") or isinstance(value, dict) else f", got {value!r}"
+    quiet = e["type"] in ("missing", "extra_forbidden", "value_error") or isinstance(value, (dict, list))
+    shown = "" if quiet else f", got {value!r}"
     more = f" (and {len(err.errors()) - 1} more error(s))" if len(err.errors()) > 1 else ""
     return f"spec error: {where}: {msg}{shown}{more}"

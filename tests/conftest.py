@@ -1,0 +1,44 @@
+"""Shared fixtures: real text from ../shared/data (CI has it) and the committed demo sample."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = (REPO / ".." / "shared" / "data").resolve()
+EXAMPLES = REPO / "examples" / "data"
+
+
+def read_jsonl_zst(path: Path, limit: int | None = None) -> list[dict]:
+    import zstandard
+
+    out = []
+    with open(path, "rb") as fh:
+        reader = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(fh), encoding="utf-8")
+        for line in reader:
+            out.append(json.loads(line))
+            if limit is not None and len(out) >= limit:
+                break
+    return out
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED.exists():
+        pytest.fail(f"real test data not found at {SHARED} (the repo expects ../shared/data beside it)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def demo_warcs() -> list[Path]:
+    return sorted(EXAMPLES.glob("*.warc.gz"))
+
+
+@pytest.fixture(scope="session")
+def raw_docs(shared_data: Path) -> list[dict]:
+    """600 real documents from the raw pretraining corpus (doc pages, licences, literature...)."""
+    return read_jsonl_zst(shared_data / "pretrain_raw.jsonl.zst", limit=600)
