@@ -215,6 +215,21 @@ def show(snapshot: str) -> None:
         click.echo(f"  parents: {', '.join(m['parents'])}")
 
 
+@main.command()
+@click.option("--root", required=True, type=click.Path(file_okay=False), help="folder for the catalog and job snapshots")
+@click.option("--input-root", "input_roots", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="folder that submitted specs may read from (repeatable)")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(root: str, input_roots: tuple[str, ...], host: str, port: int) -> None:
+    """Serve the REST API: submit jobs, browse snapshots, stream shards (see pipeline/service.py)."""
+    import uvicorn
+
+    from pipeline.service import create_app
+
+    uvicorn.run(create_app(root, list(input_roots)), host=host, port=port)
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("name")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)

@@ -122,8 +122,29 @@ class _RowBuffer:
         if not self.rows:
             return None
         rows, self.rows = self.rows, []
-        table = pa.Table.from_pylist(rows)
-        return schema.normalize_required(table)
+        return schema.normalize_required(rows_to_table(rows))
+
+
+def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows -> table; a passthrough field whose values mix types (an ``id`` that is an int here
+    and a string there) becomes a string column (JSON text for non-strings) instead of failing."""
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        pass
+    names: dict[str, None] = {}
+    for r in rows:
+        names.update(dict.fromkeys(r))
+    cols = {}
+    for name in names:
+        values = [r.get(name) for r in rows]
+        try:
+            cols[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            cols[name] = pa.array(
+                [v if v is None or isinstance(v, str) else json.dumps(v, default=str) for v in values], pa.string()
+            )
+    return pa.table(cols)
 
 
 def _record_to_row(rec: dict[str, Any], text: str, key: str, opts: ReaderOptions, source: str) -> dict[str, Any]:

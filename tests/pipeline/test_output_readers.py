@@ -39,7 +39,7 @@ def test_pyarrow_and_polars_read_it(snapshot: Path):
 def test_duckdb_reads_it(snapshot: Path):
     duckdb = pytest.importorskip("duckdb")
     n = _expected(snapshot)
-    got = duckdb.sql(f"select count(*), count(distinct doc_id) from read_parquet('{snapshot}/shards/*.parquet')").fetchone()
+    got = duckdb.sql(f"select count(*), count(distinct doc_id) from read_parquet('{snapshot}/shards/*.parquet')").fetchall()[0]
     assert got == (n, n)
 
 
