@@ -63,15 +63,7 @@ def _content(doc: Any) -> str:
 
 
 def _resiliparse_extractor() -> Any:
-    from datatrove.pipeline.extractors.base import BaseExtractor
-
-    class ResiliparseExtractor(BaseExtractor):
-        name = "resiliparse"
-
-        def extract(self, text: str) -> str:
-            from resiliparse.extract.html2text import extract_plain_text
-
-            return extract_plain_text(text, main_content=True)
+    from bench._dt_resiliparse import ResiliparseExtractor
 
     return ResiliparseExtractor()
 
@@ -88,14 +80,16 @@ def run_datatrove(files: list[Path], work: Path, workers: int, extractor: str) -
     from datatrove.pipeline.filters import GopherQualityFilter, LanguageFilter
     from datatrove.pipeline.readers import ParquetReader, WarcReader
     from datatrove.pipeline.writers import ParquetWriter
-    from datatrove.utils.lid import FT176LID
 
-    FT176LID.MODEL_URL = _lid_model_path()  # offline: lid.176.ftz shipped in a wheel
     inp = work / "in"
     inp.mkdir(parents=True)
     for f in files:
         (inp / f.name).symlink_to(f.resolve())
     cfg = ExactDedupConfig(content_getter=_content)
+    lang_filter = LanguageFilter(languages=["en"], language_threshold=0.65)
+    # offline: the same lid.176.ftz, shipped in a wheel (an instance attribute, so it is
+    # pickled to datatrove's worker processes; the class default is a download URL)
+    lang_filter.model.MODEL_URL = _lid_model_path()
     ext = Trafilatura(favour_precision=True, timeout=1.0) if extractor == "trafilatura" else _resiliparse_extractor()
     tasks = len(files)
     t0 = time.perf_counter()
@@ -103,7 +97,7 @@ def run_datatrove(files: list[Path], work: Path, workers: int, extractor: str) -
         pipeline=[
             WarcReader(str(inp), glob_pattern="*.warc*"),
             ext,
-            LanguageFilter(languages=["en"], language_threshold=0.65),
+            lang_filter,
             GopherQualityFilter(),
             ParquetWriter(str(work / "mid")),
             ExactDedupSignature(output_folder=str(work / "sigs"), config=cfg),

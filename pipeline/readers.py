@@ -71,12 +71,54 @@ def open_decompressed(path: Path) -> BinaryIO:
     if name.endswith(".gz"):
         return gzip.open(path, "rb")  # type: ignore[return-value]
     if name.endswith((".zst", ".zstd")):
+        return io.BufferedReader(_ZstdStream(open(path, "rb")), buffer_size=1 << 20)  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+class _ZstdStream(io.RawIOBase):
+    """Streaming zstd decompression that notices truncation.
+
+    zstandard's ``stream_reader`` returns a clean EOF when the input stops mid-frame, so a cut
+    file would look complete; this reader raises ``EOFError`` instead (like ``gzip``), after
+    handing out everything that could be decompressed. Multi-frame files are read through.
+    """
+
+    def __init__(self, fh: BinaryIO):
         import zstandard
 
-        fh = open(path, "rb")
-        reader = zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True, closefd=True)
-        return io.BufferedReader(reader, buffer_size=1 << 20)  # type: ignore[arg-type, return-value]
-    return open(path, "rb")
+        self._zstd = zstandard
+        self._fh = fh
+        self._d = zstandard.ZstdDecompressor().decompressobj()
+        self._buf = b""
+        self._in_frame = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            chunk = self._fh.read(1 << 20)
+            if not chunk:
+                if self._in_frame:
+                    raise EOFError("zstd stream ended before the end of its frame (truncated file)")
+                return 0
+            while chunk:
+                self._in_frame = True
+                self._buf += self._d.decompress(chunk)
+                if self._d.eof:
+                    self._in_frame = False
+                    chunk = self._d.unused_data
+                    self._d = self._zstd.ZstdDecompressor().decompressobj()
+                else:
+                    chunk = b""
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
 
 
 def read_shard(path: Path, opts: ReaderOptions) -> Iterator[ReadItem]:
@@ -183,10 +225,10 @@ def _read_jsonl(path: Path, opts: ReaderOptions) -> Iterator[ReadItem]:
             try:
                 line = fh.readline()
             except (EOFError, OSError, gzip.BadGzipFile) as e:
-                yield Quarantined(f"{path}:{lineno + 1}", f"truncated_or_corrupt_stream after {lineno} lines: {e}")
+                yield Quarantined(f"{path}:{lineno + 1}", f"truncated_or_corrupt_stream: after {lineno} lines: {e}")
                 break
             except Exception as e:  # zstandard.ZstdError and friends
-                yield Quarantined(f"{path}:{lineno + 1}", f"truncated_or_corrupt_stream after {lineno} lines: {e}")
+                yield Quarantined(f"{path}:{lineno + 1}", f"truncated_or_corrupt_stream: after {lineno} lines: {e}")
                 break
             if not line:
                 break
@@ -250,7 +292,7 @@ def _read_parquet(path: Path, opts: ReaderOptions) -> Iterator[ReadItem]:
             yield from _parquet_batch(table, path, row0, opts, source)
             row0 += rb.num_rows
     except Exception as e:
-        yield Quarantined(f"{path}:row{row0}", f"corrupt_parquet after {row0} rows: {e}")
+        yield Quarantined(f"{path}:row{row0}", f"corrupt_parquet: after {row0} rows: {e}")
 
 
 def _parquet_batch(table: pa.Table, path: Path, row0: int, opts: ReaderOptions, source: str) -> Iterator[ReadItem]:
@@ -413,7 +455,7 @@ def _read_warc(path: Path, opts: ReaderOptions) -> Iterator[ReadItem]:
         except (EOFError, gzip.BadGzipFile, OSError, _BrokenRecord) as e:
             msg = str(e)
             if isinstance(e, (EOFError, gzip.BadGzipFile)) or "gzip" in msg.lower() or "compressed" in msg.lower():
-                yield Quarantined(f"{path}@{last_good}", f"truncated_or_corrupt_stream after {n_records} records: {msg}")
+                yield Quarantined(f"{path}@{last_good}", f"truncated_or_corrupt_stream: after {n_records} records: {msg}")
                 stream = None
             else:
                 search_from = e.offset if isinstance(e, _BrokenRecord) else last_good + 1
