@@ -167,8 +167,7 @@ class ShardWorker:
                         break
                     ctx = ctxs[st.name]
                     ctx.add("docs_in", table.num_rows)
-                    if schema.TEXT in table.column_names:
-                        ctx.add("bytes_in", _text_bytes(table))
+                    ctx.add("bytes_in", _text_bytes(table))
                     w0, c0 = time.perf_counter(), time.process_time()
                     table = st.process(table, ctx)
                     times[st.name][0] += time.perf_counter() - w0
@@ -223,9 +222,15 @@ class ShardWorker:
 
 
 def _text_bytes(table: pa.Table) -> int:
+    """Bytes of content a stage reads: the text, or the raw HTML before extraction."""
     import pyarrow.compute as pc
 
-    return int(pc.sum(pc.binary_length(table.column(schema.TEXT))).as_py() or 0)
+    col = schema.TEXT
+    if schema.HTML in table.column_names:
+        col = schema.HTML
+    elif schema.TEXT not in table.column_names:
+        return 0
+    return int(pc.sum(pc.binary_length(table.column(col))).as_py() or 0)
 
 
 # -- process-pool plumbing ---------------------------------------------------------------------------
