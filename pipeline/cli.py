@@ -150,7 +150,9 @@ def stages(as_json: bool) -> None:
     for s in out:
         click.echo(f"{s['kind']}  [{s['shape']}]  {s['summary']}")
         for f in s["config"]:
-            d = "required" if f["required"] else f"default {f['default']!r}"
+            shown = repr(f["default"])
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            d = "required" if f["required"] else f"default {shown}"
             click.echo(f"    {f['name']}: {f['type']} ({d}){'  - ' + f['help'] if f['help'] else ''}")
         click.echo("")
 
