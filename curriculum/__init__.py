@@ -1,0 +1,1 @@
+"""Curriculum building: difficulty signals, phases, mixing, a deterministic order per snapshot."""

@@ -1,0 +1,395 @@
+"""``assay train …`` and ``assay eval …``: the bundled trainer from the command line.
+
+Importing this module does not import torch (every command imports it lazily), so the
+``assay`` CLI starts fast on machines without the ``train`` extra.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+F = Callable[..., Any]
+
+
+def _training_options(f: F) -> F:
+    opts = [
+        click.option(
+            "--tokenizer",
+            type=click.Path(exists=True),
+            default=None,
+            help="Tokenizer folder (tokenizer.json; a local HF folder works). Default: "
+            "the snapshot's own, trained on first use.",
+        ),
+        click.option(
+            "--vocab-size",
+            default=8192,
+            show_default=True,
+            help="Vocabulary when a tokenizer has to be trained.",
+        ),
+        click.option("--layers", "n_layer", default=4, show_default=True),
+        click.option("--heads", "n_head", default=4, show_default=True),
+        click.option(
+            "--kv-heads",
+            "n_kv_head",
+            default=2,
+            show_default=True,
+            help="Grouped-query attention: K/V heads shared by heads/kv-heads queries.",
+        ),
+        click.option("--d-model", default=256, show_default=True),
+        click.option(
+            "--ffn-hidden",
+            default=0,
+            show_default=True,
+            help="SwiGLU width (0: 8/3 x d-model, rounded to 64).",
+        ),
+        click.option(
+            "--sliding-window",
+            default=None,
+            type=int,
+            help="Attend to at most this many previous tokens.",
+        ),
+        click.option(
+            "--experts",
+            "n_experts",
+            default=0,
+            show_default=True,
+            help="Mixture-of-experts FFN with this many experts (0: dense).",
+        ),
+        click.option(
+            "--top-k", "moe_top_k", default=2, show_default=True, help="Experts per token."
+        ),
+        click.option("--seq-len", default=256, show_default=True),
+        click.option("--batch-size", default=8, show_default=True),
+        click.option("--grad-accum", default=1, show_default=True),
+        click.option("--steps", "max_steps", default=200, show_default=True),
+        click.option(
+            "--tokens",
+            "max_tokens",
+            default=None,
+            type=int,
+            help="Token budget; overrides --steps.",
+        ),
+        click.option("--lr", default=3e-3, show_default=True),
+        click.option("--min-lr-ratio", default=0.1, show_default=True),
+        click.option("--warmup", "warmup_steps", default=20, show_default=True),
+        click.option(
+            "--schedule",
+            type=click.Choice(["wsd", "cosine"]),
+            default="wsd",
+            show_default=True,
+            help="WSD decays from the curriculum's anneal phase (or the last "
+            "--decay-frac of steps).",
+        ),
+        click.option("--decay-frac", default=0.1, show_default=True),
+        click.option(
+            "--no-weights", is_flag=True, help="Ignore the snapshot's per-document `weight` column."
+        ),
+        click.option("--seed", default=0, show_default=True),
+        click.option("--device", default="auto", show_default=True),
+        click.option(
+            "--compile/--no-compile",
+            default=None,
+            help="torch.compile (default: on for CUDA only).",
+        ),
+        click.option(
+            "--workers",
+            "num_workers",
+            default=0,
+            show_default=True,
+            help="DataLoader workers (the batch order does not depend on it).",
+        ),
+        click.option("--log-every", default=10, show_default=True),
+        click.option(
+            "--checkpoint-every",
+            default=0,
+            show_default=True,
+            help="Steps between checkpoints (0: at the end only).",
+        ),
+        click.option(
+            "--eval",
+            "eval_path",
+            type=click.Path(exists=True),
+            default=None,
+            help="Held-out text: snapshot, Parquet or JSONL(.zst).",
+        ),
+        click.option(
+            "--eval-where",
+            multiple=True,
+            metavar="FIELD=VALUE",
+            help="Keep only eval records with this field value, e.g. label=1.",
+        ),
+        click.option("--eval-every", default=0, show_default=True),
+        click.option(
+            "--init-from",
+            type=click.Path(exists=True),
+            default=None,
+            help="Start from this checkpoint's weights.",
+        ),
+        click.option(
+            "--qat",
+            type=click.Choice(["int8", "int4"]),
+            default=None,
+            help="Quantization-aware training with fake-quantized weights.",
+        ),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+_MODEL_KEYS = (
+    "n_layer",
+    "n_head",
+    "n_kv_head",
+    "d_model",
+    "ffn_hidden",
+    "sliding_window",
+    "n_experts",
+    "moe_top_k",
+)
+
+
+def _config(snapshot: str, out: str, kw: dict[str, Any]) -> Any:
+    from trainer_bridge.model import GPTConfig
+    from trainer_bridge.trainer import TrainConfig
+
+    model = {k: kw.pop(k) for k in _MODEL_KEYS}
+    GPTConfig(**model)  # validate now: a bad value is a usage error, not a traceback
+    kw["use_weights"] = not kw.pop("no_weights")
+    kw["eval_where"] = list(kw.pop("eval_where"))
+    kw["compile"] = kw.pop("compile")
+    return TrainConfig(snapshot=snapshot, out_dir=out, model=model, **kw)
+
+
+def _summary(r: dict[str, Any]) -> None:
+    out = {k: r[k] for k in ("tokens_per_s", "mfu", "params", "device", "checkpoint")}
+    out["final_loss"] = r["loss"][-1] if r["loss"] else None
+    out["final_eval_loss"] = r["eval_loss"][-1] if r["eval_loss"] else None
+    click.echo(json.dumps(out, indent=1))
+
+
+@click.group("train")
+def train() -> None:
+    """Train, distill, quantize and export compact models on snapshots."""
+
+
+@train.command("tokenizer")
+@click.argument("snapshot", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder (default: SNAPSHOT/tokenizer, stored with the snapshot).",
+)
+@click.option("--vocab-size", default=8192, show_default=True)
+@click.option(
+    "--max-chars",
+    default=50_000_000,
+    show_default=True,
+    help="Train on at most this many characters of the snapshot.",
+)
+def tokenizer_cmd(snapshot: str, out: str | None, vocab_size: int, max_chars: int) -> None:
+    """Train a byte-level BPE tokenizer on SNAPSHOT."""
+    from trainer_bridge.tokenizer import train_tokenizer
+
+    click.echo(str(train_tokenizer(snapshot, out, vocab_size=vocab_size, max_chars=max_chars)))
+
+
+@train.command("pretrain")
+@click.argument("snapshot", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@_training_options
+def pretrain(snapshot: str, out: str, **kw: Any) -> None:
+    """Pretrain a compact GPT on SNAPSHOT into OUT (resumes exactly if OUT has a checkpoint).
+
+    AdamW, WSD or cosine schedule (WSD decays from a curriculum's anneal phase), per-token loss
+    weights from the snapshot's `weight` column, gradient accumulation, bf16 + torch.compile on
+    GPU, fp32 on CPU. Logs tokens/s (and MFU on GPU).
+    """
+    from trainer_bridge.trainer import train as run
+
+    try:
+        cfg = _config(snapshot, out, kw)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    _summary(run(cfg))
+
+
+@train.command("distill")
+@click.argument("snapshot", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option(
+    "--teacher",
+    required=True,
+    type=click.Path(exists=True),
+    help="Teacher sharing the tokenizer: an assay training folder or a local HF causal-LM folder.",
+)
+@click.option(
+    "--kd-alpha", default=0.5, show_default=True, help="Loss = alpha * KD + (1 - alpha) * LM."
+)
+@click.option("--temperature", "kd_temperature", default=1.0, show_default=True)
+@click.option(
+    "--kl",
+    "kd_kind",
+    type=click.Choice(["forward", "reverse"]),
+    default="forward",
+    show_default=True,
+    help="forward: KL(teacher||student); reverse: KL(student||teacher).",
+)
+@_training_options
+def distill(snapshot: str, out: str, **kw: Any) -> None:
+    """Train a student on SNAPSHOT with logit distillation from --teacher."""
+    from trainer_bridge.trainer import train as run
+
+    try:
+        cfg = _config(snapshot, out, kw)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    _summary(run(cfg))
+
+
+@train.command("quantize")
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--method", type=click.Choice(["int8", "int4"]), default="int8", show_default=True)
+@click.option("--group-size", default=32, show_default=True, help="int4 group size.")
+@click.option(
+    "--eval",
+    "eval_path",
+    type=click.Path(exists=True),
+    default=None,
+    help="Held-out text to report perplexity before/after.",
+)
+@click.option("--eval-where", multiple=True, metavar="FIELD=VALUE")
+@click.option("--eval-seqs", default=64, show_default=True)
+def quantize(
+    checkpoint: str,
+    out: str,
+    method: str,
+    group_size: int,
+    eval_path: str | None,
+    eval_where: tuple[str, ...],
+    eval_seqs: int,
+) -> None:
+    """Weight-only PTQ of CHECKPOINT (int8 per channel / int4 per group) into OUT.
+
+    For QAT, first fine-tune with `assay train pretrain ... --init-from CKPT --qat int4`, then
+    quantize that checkpoint.
+    """
+    from trainer_bridge.quantize import quantize_checkpoint
+
+    click.echo(
+        json.dumps(
+            quantize_checkpoint(
+                checkpoint, out, method, group_size, eval_path, list(eval_where), eval_seqs
+            ),
+            indent=1,
+        )
+    )
+
+
+@train.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.argument("out", type=click.Path(file_okay=False))
+def export(checkpoint: str, out: str) -> None:
+    """Export CHECKPOINT to a Hugging Face Llama folder (config, safetensors, tokenizer)."""
+    from trainer_bridge.export import export_hf
+    from trainer_bridge.tokenizer import TextTokenizer
+    from trainer_bridge.trainer import load_model
+
+    model, ck = load_model(checkpoint)
+    try:
+        folder = export_hf(model, TextTokenizer(ck["tokenizer"]), out)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    click.echo(str(folder))
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Evaluate curation by training on it."""
+
+
+@eval_group.command("ablation")
+@click.argument("raw", type=click.Path(exists=True, file_okay=False))
+@click.argument("curated", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for both runs, result.json and ablation.png.",
+)
+@click.option(
+    "--eval",
+    "eval_path",
+    required=True,
+    type=click.Path(exists=True),
+    help="Held-out well-written text (snapshot, Parquet or JSONL(.zst)), e.g. "
+    "quality_train.jsonl.zst with --eval-where label=1.",
+)
+@click.option("--eval-where", multiple=True, metavar="FIELD=VALUE")
+@click.option("--eval-seqs", default=64, show_default=True)
+@click.option(
+    "--tokens",
+    "max_tokens",
+    default=1_000_000,
+    show_default=True,
+    help="Training tokens for each run (the same for both).",
+)
+@click.option(
+    "--evals",
+    "n_evals",
+    default=10,
+    show_default=True,
+    help="Evaluations along each run (the curve).",
+)
+@click.option(
+    "--tokenizer",
+    type=click.Path(exists=True),
+    default=None,
+    help="Shared tokenizer (default: trained on RAW, stored in OUT/tokenizer).",
+)
+@click.option("--vocab-size", default=4096, show_default=True)
+@click.option("--layers", "n_layer", default=4, show_default=True)
+@click.option("--heads", "n_head", default=4, show_default=True)
+@click.option("--kv-heads", "n_kv_head", default=2, show_default=True)
+@click.option("--d-model", default=128, show_default=True)
+@click.option("--seq-len", default=128, show_default=True)
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--lr", default=3e-3, show_default=True)
+@click.option(
+    "--schedule", type=click.Choice(["wsd", "cosine"]), default="cosine", show_default=True
+)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def ablation(raw: str, curated: str, **kw: Any) -> None:
+    """Train the same small model on RAW and on CURATED for the same token budget.
+
+    Reports both final held-out losses, the curves, and the tokens the curated run needed to
+    reach the raw run's final loss; writes OUT/result.json and OUT/ablation.png.
+    """
+    from trainer_bridge.ablation import run_ablation
+
+    kw["eval_where"] = list(kw["eval_where"])
+    r = run_ablation(raw, curated, **kw)
+    click.echo(
+        json.dumps(
+            {
+                k: r[k]
+                for k in (
+                    "raw_final_loss",
+                    "curated_final_loss",
+                    "tokens_to_raw_final",
+                    "token_ratio",
+                    "sustained_token_ratio",
+                    "mean_eval_gap",
+                    "plot",
+                )
+            },
+            indent=1,
+        )
+    )
