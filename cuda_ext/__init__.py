@@ -1,0 +1,1 @@
+"""Optional accelerator kernels, each beside a CPU reference and a parity test."""

@@ -1,0 +1,160 @@
+"""``assay dedup ...``: run the dedup stages on their own (files or folders in, snapshot out)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+
+def _run(kind: str, config: dict[str, Any], inputs: tuple[str, ...], output: str) -> None:
+    from pipeline.run import run_single
+
+    manifest = run_single(kind, config, list(inputs), output, progress=True)
+    stats = manifest.get("stats", {})
+    click.echo(
+        json.dumps(
+            {
+                "output": output,
+                "rows": manifest.get("totals", {}).get("rows"),
+                "docs_in": stats.get("docs_in"),
+                "dropped": stats.get("dropped"),
+            }
+        )
+    )
+
+
+@click.group()
+def dedup() -> None:
+    """Near-duplicate removal (MinHash LSH) and SoftDedup reweighting."""
+
+
+@dedup.command("minhash")
+@click.argument("inputs", nargs=-1, required=True)
+@click.argument("output")
+@click.option(
+    "--threshold",
+    default=0.8,
+    show_default=True,
+    type=float,
+    help="Jaccard of word 5-gram shingle sets at or above which docs are near-duplicates.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["remove", "annotate", "soft"]),
+    default="remove",
+    show_default=True,
+    help="remove: keep one doc per cluster; annotate: add dedup.cluster/"
+    "dedup.cluster_size only; soft: keep all, weight *= cluster_size^-alpha.",
+)
+@click.option(
+    "--against",
+    multiple=True,
+    metavar="SNAPSHOT",
+    help="Earlier snapshot (written with dedup.minhash) to dedup new docs against; "
+    "repeatable. Its persisted LSH index is reused, nothing is recomputed.",
+)
+@click.option("--num-perm", default=128, show_default=True, type=int, help="MinHash permutations.")
+@click.option("--ngram", default=5, show_default=True, type=int, help="Words per shingle.")
+@click.option("--bands", default=None, type=int, help="LSH bands (default: from --threshold).")
+@click.option("--rows", default=None, type=int, help="Rows per band (with --bands).")
+@click.option(
+    "--no-verify",
+    is_flag=True,
+    help="Join LSH candidates without checking their exact Jaccard (faster, less precise).",
+)
+@click.option(
+    "--quality-column",
+    default=None,
+    help="Keep the cluster member with the highest value of this column.",
+)
+@click.option(
+    "--soft-alpha",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="Exponent of the soft-mode weight cluster_size^-alpha.",
+)
+def minhash_cmd(
+    inputs: tuple[str, ...],
+    output: str,
+    threshold: float,
+    mode: str,
+    against: tuple[str, ...],
+    num_perm: int,
+    ngram: int,
+    bands: int | None,
+    rows: int | None,
+    no_verify: bool,
+    quality_column: str | None,
+    soft_alpha: float,
+) -> None:
+    """Near-duplicate dedup of INPUTS (JSONL/Parquet files or folders) into snapshot OUTPUT.
+
+    Example: assay dedup minhash data/*.jsonl.zst runs/dedup --threshold 0.8 --mode annotate
+    """
+    config: dict[str, Any] = {
+        "threshold": threshold,
+        "mode": mode,
+        "against": list(against),
+        "num_perm": num_perm,
+        "ngram": ngram,
+        "verify": not no_verify,
+        "soft_alpha": soft_alpha,
+    }
+    if bands is not None or rows is not None:
+        config.update(bands=bands, rows=rows)
+    if quality_column:
+        config["quality_column"] = quality_column
+    _run("dedup.minhash", config, inputs, output)
+
+
+@dedup.command("soft")
+@click.argument("inputs", nargs=-1, required=True)
+@click.argument("output")
+@click.option("--ngram", default=4, show_default=True, type=int, help="Words per n-gram.")
+@click.option(
+    "--width-log2",
+    default=24,
+    show_default=True,
+    type=int,
+    help="log2 of counters per count-min row (memory = depth * 4 * 2^width bytes).",
+)
+@click.option("--depth", default=2, show_default=True, type=int, help="Count-min sketch rows.")
+@click.option("--min-weight", default=0.05, show_default=True, type=float, help="Lower clip.")
+@click.option("--max-weight", default=20.0, show_default=True, type=float, help="Upper clip.")
+@click.option(
+    "--cluster-alpha",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Also multiply by dedup.cluster_size^-alpha when that column is present.",
+)
+def soft_cmd(
+    inputs: tuple[str, ...],
+    output: str,
+    ngram: int,
+    width_log2: int,
+    depth: int,
+    min_weight: float,
+    max_weight: float,
+    cluster_alpha: float,
+) -> None:
+    """SoftDedup: write a `weight` column (∝ 1/commonness, mean 1) for INPUTS into OUTPUT.
+
+    Example: assay dedup soft ../shared/data/pretrain_raw.jsonl.zst runs/soft
+    """
+    _run(
+        "dedup.softdedup",
+        {
+            "ngram": ngram,
+            "width_log2": width_log2,
+            "depth": depth,
+            "min_weight": min_weight,
+            "max_weight": max_weight,
+            "cluster_alpha": cluster_alpha,
+        },
+        inputs,
+        output,
+    )
