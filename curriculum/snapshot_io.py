@@ -1,42 +1,28 @@
 """Read and write snapshots (Parquet shards + ``manifest.json``, format in ``docs/manifest.md``).
 
-The curriculum builder and the tests share this one reader/writer. It imports nothing from the
-pipeline's executor: a snapshot is only a folder, a manifest and Parquet files, so anything that
-can write those (the pipeline, a test fixture, the curriculum builder) makes a valid snapshot.
+The curriculum builder and the tests share this one reader/writer. It uses the pipeline's
+writer and manifest helpers (atomic writes, sha256, token estimate, totals) but not its
+executor: a snapshot is only a folder, a manifest and Parquet files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-FORMAT = "assay.snapshot/1"
+from pipeline.manifest import FORMAT, totals
+from pipeline.writers import atomic_write_bytes, sha256_file, word_tokens, write_table_atomic
+
+__all__ = ["FORMAT", "read_manifest", "read_snapshot", "sha256_file", "word_tokens", "write_snapshot"]
+
 MANIFEST = "manifest.json"
 REQUIRED = ("doc_id", "text", "source", "url")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def word_tokens(table: pa.Table) -> int:
-    """Whitespace-word estimate of the tokens in ``table['text']`` (tokenizer-free, per spec)."""
-    if table.num_rows == 0:
-        return 0
-    counts = pc.list_value_length(pc.utf8_split_whitespace(table.column("text")))
-    return int(pc.sum(counts).as_py() or 0)
 
 
 def read_manifest(snapshot: str | Path) -> dict[str, Any]:
@@ -77,12 +63,6 @@ def read_snapshot(snapshot: str | Path, columns: list[str] | None = None) -> pa.
     return pa.concat_tables(tables, promote_options="default")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _schema_json(schema: pa.Schema) -> list[dict[str, str]]:
     return [{"name": f.name, "type": str(f.type)} for f in schema]
 
@@ -115,9 +95,7 @@ def write_snapshot(
             raise ValueError(f"shard {stem!r} lacks required column(s) {missing}")
         rel = f"shards/part-{i:05d}-{stem}.parquet"
         path = out / rel
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
+        write_table_atomic(path, table)
         schema = table.schema if schema is None else pa.unify_schemas([schema, table.schema])
         entries.append(
             {
@@ -142,16 +120,11 @@ def write_snapshot(
         "parents": parents or [],
         "schema": _schema_json(schema) if schema is not None else [],
         "shards": entries,
-        "totals": {
-            "rows": sum(e["rows"] for e in entries),
-            "bytes": sum(e["bytes"] for e in entries),
-            "tokens": sum(e["tokens"] for e in entries),
-            "shards": len(entries),
-        },
+        "totals": totals(entries),
         "stats": stats or {},
         "extra": extra or {},
     }
-    _atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
     return manifest
 
 

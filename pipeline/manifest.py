@@ -89,6 +89,16 @@ def counts_only(stats: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def totals(shards: list[dict[str, Any]]) -> dict[str, int]:
+    """The manifest's ``totals`` block from its shard entries."""
+    return {
+        "rows": sum(s["rows"] for s in shards),
+        "bytes": sum(s["bytes"] for s in shards),
+        "tokens": sum(s["tokens"] for s in shards),
+        "shards": len(shards),
+    }
+
+
 def _portable_spec(spec: PipelineSpec) -> dict[str, Any]:
     """The canonical spec without where it wrote (the snapshot's own folder)."""
     data = spec.canonical()
@@ -136,12 +146,7 @@ def build_manifest(spec: PipelineSpec, spec_hash: str, root: Path, final_markers
         "parents": sorted({*(parents or []), *against}),
         "schema": [{"name": k, "type": v} for k, v in fields.items()],
         "shards": shards,
-        "totals": {
-            "rows": sum(s["rows"] for s in shards),
-            "bytes": sum(s["bytes"] for s in shards),
-            "tokens": sum(s["tokens"] for s in shards),
-            "shards": len(shards),
-        },
+        "totals": totals(shards),
         "stats": counts_only(stats),
         "extra": {},
     }

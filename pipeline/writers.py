@@ -44,6 +44,14 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def word_tokens(table: pa.Table) -> int:
+    """Whitespace-word estimate of the tokens in ``table['text']`` (the manifest's ``tokens``)."""
+    if table.num_rows == 0 or schema.TEXT not in table.column_names:
+        return 0
+    words = pc.list_value_length(pc.utf8_split_whitespace(table.column(schema.TEXT)))
+    return int(pc.sum(words).as_py() or 0)
+
+
 def _widen(t: pa.DataType) -> pa.DataType:
     """All-null columns get a real type (string), so later non-null values still fit."""
     return pa.string() if pa.types.is_null(t) else t
@@ -132,9 +140,7 @@ class ParquetShardWriter:
                 fields = list(current) + [pa.field(c, _widen(table.schema.field(c).type)) for c in extra]
                 self._open_part(pa.schema(fields))
         table = conform(table, self._parts[-1][1])
-        if schema.TEXT in table.column_names:
-            words = pc.list_value_length(pc.utf8_split_whitespace(table.column(schema.TEXT)))
-            self.tokens += int(pc.sum(words).as_py() or 0)
+        self.tokens += word_tokens(table)
         assert self._writer is not None
         for start in range(0, table.num_rows, self.row_group_rows):
             self._writer.write_table(table.slice(start, self.row_group_rows))

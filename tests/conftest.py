@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 # no model or dataset hub here: everything loads from local paths
@@ -30,6 +31,17 @@ def read_jsonl_zst(path: Path, limit: int | None = None) -> list[dict]:
             if limit is not None and len(out) >= limit:
                 break
     return out
+
+
+def doc_table(texts: list[str | None], source: str = "test") -> pa.Table:
+    """A batch with the required columns around ``texts`` (ids are row numbers)."""
+    n = len(texts)
+    return pa.table({
+        "doc_id": [str(i) for i in range(n)],
+        "text": pa.array(texts, pa.large_string()),
+        "source": [source] * n,
+        "url": pa.array([None] * n, pa.string()),
+    })
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import pytest
 from pipeline.filters import heuristics as h
 from pipeline.filters.words import english_splitter, split_words
 from pipeline.stage import StageContext
-from tests.conftest import read_jsonl_zst
+from tests.conftest import doc_table, read_jsonl_zst
 
 dt_filters = pytest.importorskip("datatrove.pipeline.filters", reason="parity needs assay[peers]")
 pytest.importorskip("spacy", reason="parity needs assay[peers]")
@@ -30,16 +30,6 @@ STAGES = {
 }
 
 
-def _table(texts: list[str]) -> pa.Table:
-    n = len(texts)
-    return pa.table(
-        {
-            "doc_id": [str(i) for i in range(n)],
-            "text": pa.array(texts, pa.large_string()),
-            "source": ["test"] * n,
-            "url": pa.array([None] * n, pa.string()),
-        }
-    )
 
 
 def _extracted_pages(shared_data: Path, n: int) -> list[str]:
@@ -167,7 +157,7 @@ def test_stage_process_counts_reasons(name, sample):
     stage = STAGES[name][0]()
     stage.setup()
     ctx = StageContext(name, keep_dropped=True)
-    out = stage.process(_table(texts), ctx)
+    out = stage.process(doc_table(texts), ctx)
     verdicts = [v[0] for v in _fast_verdicts(name, texts)]
     assert out.num_rows == sum(v is None for v in verdicts)
     assert ctx.counters["dropped"] == len(texts) - out.num_rows
@@ -189,7 +179,7 @@ def test_c4_rewrites_text_to_kept_lines():
             "The third paragraph ends the article with a question, does it not?",
         ]
     )
-    out = h.C4QualityStage().process(_table([text]), StageContext("c4"))
+    out = h.C4QualityStage().process(doc_table([text]), StageContext("c4"))
     assert out.column("text").to_pylist() == [
         "This is the first real sentence of the article. It has two sentences.\n"
         "A second paragraph follows here. It is also quite normal text!\n"

@@ -11,23 +11,17 @@ import pytest
 
 from pipeline.filters.lid import FastTextLidStage, LangFilterStage, default_model_path
 from pipeline.stage import StageContext
-from tests.conftest import read_jsonl_zst
+from tests.conftest import doc_table, read_jsonl_zst
+
+
+def _table(texts: list[str | None]) -> pa.Table:
+    """A batch that also carries the input's own ids, which must pass through."""
+    return doc_table(texts).append_column("id", pa.array(list(range(len(texts)))))
 
 #: langid_dev labels → lid.176 codes (lid.176 has one Chinese label and calls Bokmål "no")
 LABEL_TO_LID = {"zh-Hans": "zh", "zh-Hant": "zh", "nb": "no"}
 
 
-def _table(texts: list[str | None]) -> pa.Table:
-    n = len(texts)
-    return pa.table(
-        {
-            "doc_id": [str(i) for i in range(n)],
-            "text": pa.array(texts, pa.large_string()),
-            "source": ["test"] * n,
-            "url": pa.array([None] * n, pa.string()),
-            "id": list(range(n)),  # the input's own ids pass through
-        }
-    )
 
 
 @pytest.fixture(scope="module")

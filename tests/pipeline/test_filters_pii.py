@@ -14,19 +14,7 @@ import pytest
 
 from pipeline.filters.pii import EMAIL_RE, PiiRedactStage
 from pipeline.stage import StageContext
-from tests.conftest import read_jsonl_zst
-
-
-def _table(texts: list[str]) -> pa.Table:
-    n = len(texts)
-    return pa.table(
-        {
-            "doc_id": [str(i) for i in range(n)],
-            "text": pa.array(texts, pa.large_string()),
-            "source": ["test"] * n,
-            "url": pa.array([None] * n, pa.string()),
-        }
-    )
+from tests.conftest import doc_table, read_jsonl_zst
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +28,7 @@ def test_every_email_datatrove_finds_is_redacted(signed_texts):
     dt_pii = pytest.importorskip("datatrove.pipeline.formatters.pii")
     dt_email = dt_pii.PIIFormatter().emails_replacer.regex
     stage = PiiRedactStage()
-    out = stage.process(_table(signed_texts), StageContext("pii"))
+    out = stage.process(doc_table(signed_texts), StageContext("pii"))
     assert out.num_rows == len(signed_texts)
     assert out.schema.field("pii.count").type == pa.int32()
     texts = out.column("text").to_pylist()
@@ -136,7 +124,7 @@ def test_placeholders_and_switches_are_configurable():
 def test_never_drops_and_counts_per_row(raw_docs):
     texts = [d["text"] for d in raw_docs[:200]] + ["", "no pii here"]
     ctx = StageContext("pii")
-    out = PiiRedactStage().process(_table(texts), ctx)
+    out = PiiRedactStage().process(doc_table(texts), ctx)
     assert out.num_rows == len(texts) and ctx.counters["dropped"] == 0
     counts = out.column("pii.count").to_pylist()
     for before, after, n in zip(texts, out.column("text").to_pylist(), counts, strict=True):
