@@ -32,13 +32,13 @@ def _lid_model_path() -> str:
     return str(default_model_path())
 
 
-def run_assay(files: list[Path], out: Path, workers: int) -> dict[str, Any]:
+def run_assay(files: list[Path], out: Path, workers: int, split: int = 1) -> dict[str, Any]:
     from pipeline.run import run_spec
     from pipeline.spec import PipelineSpec
 
     spec = PipelineSpec.from_dict({
         "name": "bench-pipeline",
-        "input": {"paths": [str(f) for f in files]},
+        "input": {"paths": [str(f) for f in files], "split": split},
         "output": {"dir": str(out)},
         "execution": {"workers": workers},
         "stages": [
@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="assay bench pipeline", description=__doc__.split("\n\n")[0])
     ap.add_argument("--input", default=str(DEFAULT_INPUT), help="folder of .warc.gz files (default: ../shared/data/warc)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes on both sides")
+    ap.add_argument("--split", type=int, default=2,
+                    help="assay's input.split: each file read as this many shards (datatrove has no equivalent)")
     ap.add_argument("--datatrove-extractor", choices=["trafilatura", "resiliparse", "both"], default="both")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
@@ -137,7 +139,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="assay-bench-"))
     try:
         res: dict[str, Any] = {"files": len(files), "input_mb_compressed": round(mb, 2), "workers": args.workers}
-        res["assay"] = run_assay(files, tmp / "assay", args.workers)
+        res["assay"] = run_assay(files, tmp / "assay", args.workers, args.split)
+        res["assay_split1"] = run_assay(files, tmp / "assay1", args.workers, 1)
         docs = res["assay"]["docs_in"]
         extractors = ["resiliparse", "trafilatura"] if args.datatrove_extractor == "both" else [args.datatrove_extractor]
         for e in extractors:
@@ -147,7 +150,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     a = res["assay"]["wall_s"]
     print(f"\n{len(files)} WARC files, {docs} pages, {mb:.1f} MB compressed, {args.workers} workers each\n")
     print(f"{'pipeline':<34}{'wall s':>9}{'pages/s':>10}{'MB/s':>8}{'kept':>7}{'assay is':>11}")
-    rows = [("assay (resiliparse)", res["assay"])] + [(f"datatrove ({e})", res[f"datatrove_{e}"]) for e in extractors]
+    rows = [(f"assay (resiliparse, split {args.split})", res["assay"]), ("assay (resiliparse, split 1)", res["assay_split1"])]
+    rows += [(f"datatrove ({e})", res[f"datatrove_{e}"]) for e in extractors]
     for name, r in rows:
         w = r["wall_s"]
         ratio = f"{w / a:.1f}x" if name.startswith("datatrove") else ""

@@ -106,6 +106,7 @@ class ShardWorker:
             max_doc_bytes=self.spec.input.max_doc_bytes,
             batch_size=self.spec.execution.batch_size,
         )
+        self.split = self.spec.input.split
         self._ready: set[str] = set()
 
     def _prepare(self, seg: Segment) -> None:
@@ -125,8 +126,10 @@ class ShardWorker:
 
     def _source(self, seg_idx: int, shard_idx: int, input_path: Path, counters: Counter[str]) -> Iterator[pa.Table | Quarantined]:
         if seg_idx == 0:
-            counters["bytes_in"] += input_path.stat().st_size if input_path.exists() else 0
-            yield from read_shard(input_path, self.reader_opts)
+            part = (shard_idx % self.split, self.split)
+            if part[0] == 0:
+                counters["bytes_in"] += input_path.stat().st_size if input_path.exists() else 0
+            yield from read_shard(input_path, self.reader_opts, part)
             return
         prev = self.layout.intermediate(seg_idx - 1, shard_idx)
         if not prev.exists():  # the previous segment kept nothing for this shard
@@ -140,6 +143,8 @@ class ShardWorker:
         self._prepare(seg)
         path = Path(input_path)
         stem = shard_stem(path)
+        if self.split > 1:
+            stem = f"{stem}-{shard_idx % self.split}of{self.split}"
         out_path = self.layout.final_shard(shard_idx, stem) if last else self.layout.intermediate(seg_idx, shard_idx)
         writer = ParquetShardWriter(out_path, self.spec.output.compression, self.spec.output.rows_per_row_group)
         keep_dropped = self.spec.output.write_dropped
@@ -266,11 +271,13 @@ class BaseExecutor:
     def run(self, spec: PipelineSpec) -> dict[str, Any]:
         """Run ``spec`` to completion (resuming if its output holds a partial run)."""
         t0 = time.perf_counter()
-        inputs = spec.resolve_inputs()  # a missing input is an error before any work starts
+        files = spec.resolve_inputs()  # a missing input is an error before any work starts
+        # shard i reads part i % split of file i // split (split = 1: one shard per file)
+        inputs = [f for f in files for _ in range(spec.input.split)]
         root = Path(spec.output.dir)
         layout = RunLayout(root)
         spec_hash = spec.spec_hash()
-        self._check_or_start(layout, spec_hash, inputs)
+        self._check_or_start(layout, spec_hash, files)
         plan = make_plan(spec.build_stages())
         n_seg = len(plan.segments)
         final_markers: list[dict[str, Any]] = []
@@ -346,28 +353,42 @@ class BaseExecutor:
 
 
 class LocalExecutor(BaseExecutor):
-    """In-process streaming executor (the default). ``workers > 1`` runs shards in processes."""
+    """In-process streaming executor (the default). ``workers > 1`` runs shards in processes.
+
+    The process pool lives for the whole run, so its workers start (imports, model loading in
+    ``setup()``) once, not once per segment.
+    """
 
     def __init__(self, workers: int | None = None, progress: bool = True):
         super().__init__(progress)
         self.workers = workers
         self._worker: ShardWorker | None = None
+        self._pool: ProcessPoolExecutor | None = None
+
+    def run(self, spec: PipelineSpec) -> dict[str, Any]:
+        try:
+            return super().run(spec)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
 
     def _run_tasks(self, spec: PipelineSpec, root: Path, tasks: list[tuple[int, int, str, bool]]) -> Iterator[dict[str, Any]]:
         if not tasks:
             return
         workers = self.workers or spec.execution.workers
         spec_data = spec.model_dump(mode="json")
-        if workers <= 1 or len(tasks) == 1:
+        if workers <= 1 or (len(tasks) == 1 and self._pool is None):
             if self._worker is None or self._worker.spec != spec:
                 self._worker = ShardWorker(spec_data, str(root))
             for t in tasks:
                 yield self._worker.run(*t)
             return
-        ctx = get_context("forkserver" if sys.platform != "win32" else "spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
-                                 initializer=_pool_init, initargs=(spec_data, str(root))) as pool:
-            yield from pool.map(_pool_run, tasks)
+        if self._pool is None:
+            ctx = get_context("forkserver" if sys.platform != "win32" else "spawn")
+            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                             initializer=_pool_init, initargs=(spec_data, str(root)))
+        yield from self._pool.map(_pool_run, tasks)
 
 
 def run_stages_in_process(stages: list[Stage], table: pa.Table) -> tuple[pa.Table, dict[str, Counter[str]]]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
@@ -121,15 +122,24 @@ class _ZstdStream(io.RawIOBase):
         super().close()
 
 
-def read_shard(path: Path, opts: ReaderOptions) -> Iterator[ReadItem]:
-    """Yield document tables and quarantined records from one input file."""
+Part = tuple[int, int]
+
+
+def read_shard(path: Path, opts: ReaderOptions, part: Part = (0, 1)) -> Iterator[ReadItem]:
+    """Yield document tables and quarantined records from one input file.
+
+    ``part = (k, n)`` reads only records k, k+n, k+2n… of the file (in file order), so one file
+    can be n shards; problems of the file as a whole (truncation, a broken WARC record between
+    records, a wrong schema) are reported by part 0 alone, so every record and every problem
+    is counted exactly once across the n parts.
+    """
     fmt = opts.format if opts.format != "auto" else detect_format(path)
     if fmt == "warc":
-        yield from _read_warc(path, opts)
+        yield from _read_warc(path, opts, part)
     elif fmt == "jsonl":
-        yield from _read_jsonl(path, opts)
+        yield from _read_jsonl(path, opts, part)
     elif fmt == "parquet":
-        yield from _read_parquet(path, opts)
+        yield from _read_parquet(path, opts, part)
     else:  # pragma: no cover - guarded by the spec's Literal
         raise ValueError(f"unknown input format {fmt!r}")
 
@@ -212,29 +222,33 @@ def _record_to_row(rec: dict[str, Any], text: str, key: str, opts: ReaderOptions
 # -- JSONL ------------------------------------------------------------------------------------------
 
 
-def _read_jsonl(path: Path, opts: ReaderOptions) -> Iterator[ReadItem]:
+def _read_jsonl(path: Path, opts: ReaderOptions, part: Part = (0, 1)) -> Iterator[ReadItem]:
     buf = _RowBuffer(opts, path.name)
+    k, n = part
     lineno = 0
+    record = -1
     try:
         fh = open_decompressed(path)
     except OSError as e:
-        yield Quarantined(str(path), f"unreadable_file: {e}")
+        if k == 0:
+            yield Quarantined(str(path), f"unreadable_file: {e}")
         return
     with fh:
         while True:
             try:
                 line = fh.readline()
-            except (EOFError, OSError, gzip.BadGzipFile) as e:
-                yield Quarantined(f"{path}:{lineno + 1}", f"truncated_or_corrupt_stream: after {lineno} lines: {e}")
-                break
-            except Exception as e:  # zstandard.ZstdError and friends
-                yield Quarantined(f"{path}:{lineno + 1}", f"truncated_or_corrupt_stream: after {lineno} lines: {e}")
+            except Exception as e:  # EOFError, OSError, BadGzipFile, zstandard.ZstdError...
+                if k == 0:
+                    yield Quarantined(f"{path}:{lineno + 1}", f"truncated_or_corrupt_stream: after {lineno} lines: {e}")
                 break
             if not line:
                 break
             lineno += 1
             loc = f"{path}:{lineno}"
             if not line.strip():
+                continue
+            record += 1
+            if record % n != k:
                 continue
             if len(line) > opts.max_doc_bytes:
                 yield Quarantined(loc, f"too_large: {len(line)} bytes > max_doc_bytes {opts.max_doc_bytes}", line[:QUARANTINE_RAW_LIMIT])
@@ -270,46 +284,57 @@ def _read_jsonl(path: Path, opts: ReaderOptions) -> Iterator[ReadItem]:
 # -- Parquet ----------------------------------------------------------------------------------------
 
 
-def _read_parquet(path: Path, opts: ReaderOptions) -> Iterator[ReadItem]:
+def _read_parquet(path: Path, opts: ReaderOptions, part: Part = (0, 1)) -> Iterator[ReadItem]:
+    k, n = part
     try:
         pf = pq.ParquetFile(path)
     except Exception as e:
-        yield Quarantined(str(path), f"unreadable_parquet: {e}")
+        if k == 0:
+            yield Quarantined(str(path), f"unreadable_parquet: {e}")
         return
     names = pf.schema_arrow.names
+    problem = None
     if opts.text_field not in names:
-        yield Quarantined(str(path), f"wrong_schema: no text column {opts.text_field!r} (columns: {', '.join(names)})")
-        return
-    ttype = pf.schema_arrow.field(opts.text_field).type
-    if not (pa.types.is_string(ttype) or pa.types.is_large_string(ttype)):
-        yield Quarantined(str(path), f"wrong_schema: text column {opts.text_field!r} has type {ttype}, expected string")
+        problem = f"wrong_schema: no text column {opts.text_field!r} (columns: {', '.join(names)})"
+    else:
+        ttype = pf.schema_arrow.field(opts.text_field).type
+        if not (pa.types.is_string(ttype) or pa.types.is_large_string(ttype)):
+            problem = f"wrong_schema: text column {opts.text_field!r} has type {ttype}, expected string"
+    if problem is not None:
+        if k == 0:
+            yield Quarantined(str(path), problem)
         return
     source = opts.source or path.name
     row0 = 0
     try:
         for rb in pf.iter_batches(batch_size=opts.batch_size):
             table = pa.Table.from_batches([rb])
-            yield from _parquet_batch(table, path, row0, opts, source)
+            if n > 1:
+                rows = np.arange(row0, row0 + rb.num_rows)
+                own = np.flatnonzero(rows % n == k)
+                yield from _parquet_batch(table.take(pa.array(own)), path, rows[own].tolist(), opts, source)
+            else:
+                yield from _parquet_batch(table, path, list(range(row0, row0 + rb.num_rows)), opts, source)
             row0 += rb.num_rows
     except Exception as e:
-        yield Quarantined(f"{path}:row{row0}", f"corrupt_parquet: after {row0} rows: {e}")
+        if k == 0:
+            yield Quarantined(f"{path}:row{row0}", f"corrupt_parquet: after {row0} rows: {e}")
 
 
-def _parquet_batch(table: pa.Table, path: Path, row0: int, opts: ReaderOptions, source: str) -> Iterator[ReadItem]:
+def _parquet_batch(table: pa.Table, path: Path, rows: list[int], opts: ReaderOptions, source: str) -> Iterator[ReadItem]:
+    """One batch of Parquet rows (``rows``: their row numbers in the file) -> documents."""
     texts = table.column(opts.text_field).to_pylist()
-    bad = [i for i, t in enumerate(texts) if t is None or len(t) > opts.max_doc_bytes]
+    bad = {i for i, t in enumerate(texts) if t is None or len(t) > opts.max_doc_bytes}
     if bad:
-        for i in bad:
+        for i in sorted(bad):
             row = table.slice(i, 1).to_pylist()[0]
             reason = "missing_text: null" if texts[i] is None else f"too_large: {len(texts[i])} chars > max_doc_bytes {opts.max_doc_bytes}"
             raw = json.dumps(row, default=str).encode()[:QUARANTINE_RAW_LIMIT]
-            yield Quarantined(f"{path}:row{row0 + i}", reason, raw)
-        keep = pa.array([i not in set(bad) for i in range(len(texts))])
-        table = table.filter(keep)
-        texts = [t for i, t in enumerate(texts) if i not in set(bad)]
-        idx = [i for i in range(len(keep)) if keep[i].as_py()]
-    else:
-        idx = list(range(len(texts)))
+            yield Quarantined(f"{path}:row{rows[i]}", reason, raw)
+        good = [i for i in range(len(texts)) if i not in bad]
+        table = table.take(pa.array(good, pa.int64()))
+        texts = [texts[i] for i in good]
+        rows = [rows[i] for i in good]
     if table.num_rows == 0:
         return
     if opts.text_field != schema.TEXT:
@@ -329,7 +354,7 @@ def _parquet_batch(table: pa.Table, path: Path, row0: int, opts: ReaderOptions, 
         urls = table.column(schema.URL).to_pylist()
         doc_ids = []
         for j, t in enumerate(texts):
-            key = ids[j] if ids is not None and ids[j] is not None else (urls[j] or f"{path.name}:row{row0 + idx[j]}")
+            key = ids[j] if ids is not None and ids[j] is not None else (urls[j] or f"{path.name}:row{rows[j]}")
             doc_ids.append(schema.make_doc_id(str(key), t))
         table = table.append_column(schema.DOC_ID, pa.array(doc_ids, pa.string()))
     yield schema.normalize_required(table)
@@ -427,40 +452,47 @@ def _warc_resync(path: Path, search_from: int) -> tuple[bytes, int, BinaryIO | N
             bad_start = 0
 
 
-def _read_warc(path: Path, opts: ReaderOptions) -> Iterator[ReadItem]:
+def _read_warc(path: Path, opts: ReaderOptions, part: Part = (0, 1)) -> Iterator[ReadItem]:
     from fastwarc.warc import ArchiveIterator, WarcRecordType
 
     buf = _RowBuffer(opts, path.name)
+    k, n = part
     try:
         stream: BinaryIO | None = open_decompressed(path)
     except OSError as e:
-        yield Quarantined(str(path), f"unreadable_file: {e}")
+        if k == 0:
+            yield Quarantined(str(path), f"unreadable_file: {e}")
         return
     base = 0  # decompressed offset at which the current stream starts
     last_good = -1
-    n_records = 0
+    n_records = 0  # records of the file (all parts), in file order
     wanted = WarcRecordType.response | WarcRecordType.conversion | WarcRecordType.resource
     while stream is not None:
         current = stream
         try:
             for rec in ArchiveIterator(current, record_types=wanted, parse_http=True):
                 last_good = base + rec.stream_pos
-                item = _warc_record(rec, path, last_good, opts, buf)
+                clen = rec.headers.get("Content-Length") or ""
+                if not clen.strip().isdigit():  # every part checks, so all count records alike
+                    raise _BrokenRecord(f"invalid Content-Length {clen!r}", last_good)
                 n_records += 1
-                if isinstance(item, Quarantined):
-                    yield item
-                elif item is not None:
+                if (n_records - 1) % n != k:
+                    continue
+                item = _warc_record(rec, path, last_good, opts, buf)
+                if item is not None:
                     yield item
             stream = None
         except (EOFError, gzip.BadGzipFile, OSError, _BrokenRecord) as e:
             msg = str(e)
             if isinstance(e, (EOFError, gzip.BadGzipFile)) or "gzip" in msg.lower() or "compressed" in msg.lower():
-                yield Quarantined(f"{path}@{last_good}", f"truncated_or_corrupt_stream: after {n_records} records: {msg}")
+                if k == 0:
+                    yield Quarantined(f"{path}@{last_good}", f"truncated_or_corrupt_stream: after {n_records} records: {msg}")
                 stream = None
             else:
                 search_from = e.offset if isinstance(e, _BrokenRecord) else last_good + 1
                 skipped, resume, stream = _warc_resync(path, search_from)
-                yield Quarantined(f"{path}@{resume - len(skipped)}", f"broken_warc_record: {msg}", skipped[:QUARANTINE_RAW_LIMIT])
+                if k == 0:
+                    yield Quarantined(f"{path}@{resume - len(skipped)}", f"broken_warc_record: {msg}", skipped[:QUARANTINE_RAW_LIMIT])
                 base = resume
                 last_good = resume - 1
         finally:
@@ -474,9 +506,6 @@ def _warc_record(rec: Any, path: Path, offset: int, opts: ReaderOptions, buf: _R
     from fastwarc.warc import WarcRecordType
 
     url = rec.headers.get("WARC-Target-URI")
-    clen = rec.headers.get("Content-Length") or ""
-    if not clen.strip().isdigit():
-        raise _BrokenRecord(f"invalid Content-Length {clen!r}", offset)
     rid = rec.record_id or f"{path.name}@{offset}"
     body = rec.reader.read()
     loc = f"{path}@{offset}"

@@ -83,6 +83,19 @@ def test_process_pool_gives_the_same_manifest(reference: dict, shards: Path, tmp
     assert m == reference
 
 
+def test_split_reads_each_file_as_several_shards_with_the_same_documents(reference: dict, shards: Path, tmp_path: Path):
+    import pyarrow.dataset as ds
+
+    data = _spec_data(shards, tmp_path / "snap")
+    data["input"]["split"] = 3
+    m = run_spec(PipelineSpec.from_dict(data), progress=False, workers=2)
+    assert len({s["input"] for s in m["shards"]}) == 8 and m["totals"]["shards"] == 24
+    assert m["stats"]["docs_in"] == reference["stats"]["docs_in"]
+    assert m["stats"]["kept"] == reference["stats"]["kept"]
+    got = sorted(ds.dataset(tmp_path / "snap" / "shards", format="parquet").to_table(columns=["doc_id"]).column(0).to_pylist())
+    assert len(got) == len(set(got)) == reference["totals"]["rows"]
+
+
 def test_other_spec_in_same_output_is_refused(reference: dict, shards: Path, tmp_path: Path):
     from pipeline.spec import SpecError
 
