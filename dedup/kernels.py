@@ -161,33 +161,35 @@ def signatures_and_sets(data, offsets, table, a, b, ngram, sig, set_offsets):  #
     return flat[:pos]
 
 
+@nb.njit(cache=True, inline="always")
+def jaccard(fa, oa, i, fb, ob, j):  # type: ignore[no-untyped-def]
+    p = oa[i]
+    pe = oa[i + 1]
+    q = ob[j]
+    qe = ob[j + 1]
+    na = pe - p
+    nb_ = qe - q
+    if na == 0 or nb_ == 0:
+        return 0.0
+    inter = 0
+    while p < pe and q < qe:
+        x = fa[p]
+        y = fb[q]
+        if x == y:
+            inter += 1
+            p += 1
+            q += 1
+        elif x < y:
+            p += 1
+        else:
+            q += 1
+    return inter / (na + nb_ - inter)
+
+
 @nb.njit(cache=True)
 def jaccard_pairs(flat, offs, left, right, out):  # type: ignore[no-untyped-def]
     for k in range(left.shape[0]):
-        i = left[k]
-        j = right[k]
-        p = offs[i]
-        pe = offs[i + 1]
-        q = offs[j]
-        qe = offs[j + 1]
-        na = pe - p
-        nb_ = qe - q
-        if na == 0 and nb_ == 0:
-            out[k] = 0.0
-            continue
-        inter = 0
-        while p < pe and q < qe:
-            x = flat[p]
-            y = flat[q]
-            if x == y:
-                inter += 1
-                p += 1
-                q += 1
-            elif x < y:
-                p += 1
-            else:
-                q += 1
-        out[k] = inter / (na + nb_ - inter)
+        out[k] = jaccard(flat, offs, left[k], flat, offs, right[k])
 
 
 @nb.njit(cache=True)
@@ -253,31 +255,6 @@ def find(parent, x):  # type: ignore[no-untyped-def]
         parent[x] = root
         x = nxt
     return root
-
-
-@nb.njit(cache=True, inline="always")
-def jaccard(fa, oa, i, fb, ob, j):  # type: ignore[no-untyped-def]
-    p = oa[i]
-    pe = oa[i + 1]
-    q = ob[j]
-    qe = ob[j + 1]
-    na = pe - p
-    nb_ = qe - q
-    if na == 0 or nb_ == 0:
-        return 0.0
-    inter = 0
-    while p < pe and q < qe:
-        x = fa[p]
-        y = fb[q]
-        if x == y:
-            inter += 1
-            p += 1
-            q += 1
-        elif x < y:
-            p += 1
-        else:
-            q += 1
-    return inter / (na + nb_ - inter)
 
 
 @nb.njit(cache=True)
