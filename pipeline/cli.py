@@ -30,6 +30,7 @@ LAZY_GROUPS: dict[str, str] = {
     "curriculum": "curriculum.cli:curriculum",
     "train": "trainer_bridge.cli:train",
     "eval": "trainer_bridge.cli:eval_group",
+    "synth": "synth.cli:synth",
 }
 
 
