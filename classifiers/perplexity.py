@@ -39,18 +39,21 @@ from pipeline.stage import Resources, ScoreStage, StageConfig
 
 EOS = "<|endoftext|>"
 META_FILE = "assay_lm.json"
+FORMAT = "assay-tiny-gpt/2"  # /2: trainer_bridge's GPT; /1 (a separate LayerNorm GPT) is gone
 
 
 @dataclass
 class TinyLMConfig:
-    """Architecture of the assay LM (GPT: pre-LayerNorm, causal attention, tied embeddings)."""
+    """Architecture of the assay LM: ``trainer_bridge.model.GPT`` (RMSNorm, RoPE, SwiGLU, tied
+    embeddings), the same model class the bundled trainer trains."""
 
     vocab_size: int = 4096
-    context: int = 128  # tokens per window
+    context: int = 128  # tokens per window (the GPT's max_seq_len)
     d_model: int = 128
     n_layer: int = 2
     n_head: int = 4
-    mlp_ratio: int = 4
+    n_kv_head: int = 0  # 0: as many K/V heads as query heads
+    ffn_hidden: int = 0  # SwiGLU width; 0: the GPT's default (8/3 d_model, multiple of 64)
 
 
 @dataclass
@@ -68,46 +71,14 @@ class TrainSettings:
 
 
 def _build_model(cfg: TinyLMConfig):
-    import torch
-    from torch import nn
-    from torch.nn import functional as F  # noqa: N812
+    """The trainer's GPT (``trainer_bridge.model``): one model in the project, not two."""
+    from trainer_bridge.model import GPT, GPTConfig
 
-    class Block(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.ln1 = nn.LayerNorm(cfg.d_model)
-            self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
-            self.proj = nn.Linear(cfg.d_model, cfg.d_model)
-            self.ln2 = nn.LayerNorm(cfg.d_model)
-            self.fc = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model)
-            self.out = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            b, t, d = x.shape
-            q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
-            h = cfg.n_head
-            q, k, v = (z.view(b, t, h, d // h).transpose(1, 2) for z in (q, k, v))
-            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
-            return x + self.out(F.gelu(self.fc(self.ln2(x))))
-
-    class TinyGPT(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
-            self.pos = nn.Embedding(cfg.context, cfg.d_model)
-            self.blocks = nn.ModuleList(Block() for _ in range(cfg.n_layer))
-            self.ln = nn.LayerNorm(cfg.d_model)
-            nn.init.normal_(self.tok.weight, std=0.02)
-            nn.init.normal_(self.pos.weight, std=0.02)
-
-        def forward(self, ids: torch.Tensor) -> torch.Tensor:
-            x = self.tok(ids) + self.pos(torch.arange(ids.shape[1], device=ids.device))
-            for blk in self.blocks:
-                x = blk(x)
-            return self.ln(x) @ self.tok.weight.T  # tied output embedding
-
-    return TinyGPT()
+    return GPT(GPTConfig(
+        vocab_size=cfg.vocab_size, max_seq_len=cfg.context, n_layer=cfg.n_layer,
+        n_head=cfg.n_head, n_kv_head=cfg.n_kv_head or cfg.n_head, d_model=cfg.d_model,
+        ffn_hidden=cfg.ffn_hidden, tie_embeddings=True,
+    ))
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int):
@@ -137,7 +108,7 @@ def train_lm(
     Returns the metadata written to ``assay_lm.json`` (steps, seconds, validation perplexity).
     """
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save_model
     from tqdm import tqdm
 
     model_cfg = model_cfg or TinyLMConfig()
@@ -201,11 +172,10 @@ def train_lm(
         vx, vy = windows(val_idx[:256])
         vl = torch.nn.functional.cross_entropy(model(vx).reshape(-1, model_cfg.vocab_size),
                                                vy.reshape(-1))
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / "model.safetensors"))
+    save_model(model, str(out / "model.safetensors"))  # the tied head is stored once
     tok.save(str(out / "tokenizer.json"))
     meta = {
-        "format": "assay-tiny-gpt/1",
+        "format": FORMAT,
         "model": asdict(model_cfg),
         "train": asdict(st),
         "steps_done": step,
@@ -230,17 +200,32 @@ class PerplexityLM:
         torch.set_num_threads(threads)
         d = Path(model_dir)
         if (d / META_FILE).exists():
-            from safetensors.torch import load_file
+            from safetensors.torch import load_model
             from tokenizers import Tokenizer
 
             meta = json.loads((d / META_FILE).read_text())
+            if meta.get("format") != FORMAT:
+                raise ValueError(
+                    f"{d}: model format {meta.get('format')!r}, this scorer reads {FORMAT!r}; "
+                    f"retrain it with `assay classifier train perplexity`"
+                )
             self.cfg = TinyLMConfig(**meta["model"])
             self.model = _build_model(self.cfg)
-            self.model.load_state_dict(load_file(str(d / "model.safetensors")))
+            load_model(self.model, str(d / "model.safetensors"))
             self.context = self.cfg.context
             self.vocab_size = self.cfg.vocab_size
             tok = Tokenizer.from_file(str(d / "tokenizer.json"))
             self._encode = lambda texts: [e.ids for e in tok.encode_batch(list(texts))]
+            self._logits = self.model
+        elif (d / "checkpoint.pt").exists():
+            from trainer_bridge.tokenizer import TextTokenizer
+            from trainer_bridge.trainer import load_model
+
+            self.model, ck = load_model(d)
+            self.context = self.model.cfg.max_seq_len
+            self.vocab_size = self.model.cfg.vocab_size
+            ttok = TextTokenizer(ck["tokenizer"])
+            self._encode = ttok.encode_batch
             self._logits = self.model
         elif (d / "config.json").exists():
             try:
@@ -261,7 +246,7 @@ class PerplexityLM:
         else:
             raise FileNotFoundError(
                 f"{d} holds neither {META_FILE} (train one with `assay classifier train "
-                f"perplexity`) nor a Hugging Face config.json"
+                f"perplexity`), nor an assay trainer checkpoint.pt, nor a Hugging Face config.json"
             )
         self.model.eval()
 

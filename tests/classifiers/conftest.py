@@ -63,7 +63,9 @@ def fasttext_model(tmp_path_factory, quality_split) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_lm(tmp_path_factory, quality_split) -> Path:
-    """A very small assay LM (1 layer, 64-d, 1k BPE vocab, 160 steps) on good training text."""
+    """A very small assay LM (trainer_bridge GPT: 1 layer, 64-d, 1k BPE vocab, 400 steps, ~5 s)
+    on good training text. (At 160 steps this RoPE/SwiGLU GPT reaches the old LayerNorm GPT's
+    validation perplexity but separates good from bad text less: AUC 0.70 vs 0.85 at 400.)"""
     from classifiers.perplexity import TinyLMConfig, TrainSettings, train_lm
 
     train, _ = quality_split
@@ -71,7 +73,7 @@ def tiny_lm(tmp_path_factory, quality_split) -> Path:
     out = tmp_path_factory.mktemp("lm") / "tiny"
     train_lm(good, out, TinyLMConfig(vocab_size=1024, context=64, d_model=64, n_layer=1,
                                      n_head=2),
-             TrainSettings(steps=160, batch_size=16, lr=5e-3), progress=False)
+             TrainSettings(steps=400, batch_size=16, lr=5e-3), progress=False)
     return out
 
 

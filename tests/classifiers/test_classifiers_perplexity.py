@@ -21,9 +21,9 @@ def lm(tiny_lm) -> PerplexityLM:
 
 def test_trained_folder_and_metadata(tiny_lm):
     meta = json.loads((tiny_lm / "assay_lm.json").read_text())
-    assert meta["steps_done"] == 160
+    assert meta["steps_done"] == 400
     assert (tiny_lm / "model.safetensors").exists() and (tiny_lm / "tokenizer.json").exists()
-    # 160 steps already beat a uniform guess over the 1k vocabulary by a wide margin
+    # 400 steps already beat a uniform guess over the 1k vocabulary by a wide margin
     assert meta["val_perplexity"] < 0.5 * meta["model"]["vocab_size"]
 
 
@@ -78,3 +78,27 @@ def test_hf_folder_model_scores_like_the_assay_lm(smollm2_dir, quality_split):
     b = hf.perplexity(texts, max_tokens=96, tokens_per_batch=96)
     assert np.isfinite(a).all() and (a > 1).all()
     np.testing.assert_allclose(a, b, rtol=1e-3)
+
+
+def test_one_model_class_and_trainer_checkpoints_score_the_same(lm, tiny_lm, quality_split,
+                                                               tmp_path):
+    """The scorer's model is the trainer's GPT: a trainer checkpoint.pt holding the same weights
+    scores the same; an old-format folder is refused with the fix in the message."""
+    import torch
+
+    from trainer_bridge.model import GPT
+
+    assert isinstance(lm.model, GPT)
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"model": lm.model.state_dict(), "model_config": lm.model.cfg.to_dict(),
+                "tokenizer": str(tiny_lm)}, run / "checkpoint.pt")
+    texts = quality_split[1].texts[:5]
+    np.testing.assert_allclose(PerplexityLM(run).perplexity(texts, max_tokens=100),
+                               lm.perplexity(texts, max_tokens=100), rtol=1e-6)
+    old = tmp_path / "old"
+    old.mkdir()
+    meta = json.loads((tiny_lm / "assay_lm.json").read_text())
+    (old / "assay_lm.json").write_text(json.dumps({**meta, "format": "assay-tiny-gpt/1"}))
+    with pytest.raises(ValueError, match="retrain"):
+        PerplexityLM(old)

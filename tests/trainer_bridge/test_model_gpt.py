@@ -112,3 +112,88 @@ def test_per_token_weights_in_loss() -> None:
 def test_config_errors_name_the_field() -> None:
     with pytest.raises(ValueError, match="n_kv_head"):
         GPTConfig(n_head=4, n_kv_head=3)
+
+
+def _dense_sliding_reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int
+) -> torch.Tensor:
+    """The textbook version: a dense T×T band mask, softmax written out."""
+    T = q.shape[2]
+    i = torch.arange(T)
+    dist = i[:, None] - i[None, :]
+    allowed = (dist >= 0) & (dist < window)
+    scores = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    return scores.softmax(-1) @ v
+
+
+@pytest.mark.parametrize("T,window", [(24, 4), (23, 5), (7, 1), (64, 16), (10, 9)])
+def test_blockwise_sliding_window_equals_dense_mask(T: int, window: int) -> None:
+    from trainer_bridge.model import sliding_window_attention
+
+    torch.manual_seed(T * 100 + window)
+    q, k, v = (torch.randn(2, 3, T, 8, requires_grad=True) for _ in range(3))
+    ours = sliding_window_attention(q, k, v, window)
+    ref = _dense_sliding_reference(q, k, v, window)
+    assert ours.shape == ref.shape
+    assert torch.allclose(ours, ref, atol=1e-5), (ours - ref).abs().max()
+    g = torch.randn_like(ref)
+    g_ours = torch.autograd.grad(ours, (q, k, v), g)
+    g_ref = torch.autograd.grad(ref, (q, k, v), g)
+    for a, b in zip(g_ours, g_ref, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_sliding_window_builds_no_dense_mask(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every attention mask the model hands to SDPA is at most [T/W, W, 2W], never [T, T]."""
+    import torch.nn.functional as F
+
+    seen: list[tuple[int, ...]] = []
+    real = F.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, **kw):  # type: ignore[no-untyped-def]
+        if attn_mask is not None:
+            seen.append(tuple(attn_mask.shape))
+        return real(q, k, v, attn_mask=attn_mask, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    m = GPT(_cfg(sliding_window=8, max_seq_len=64)).eval()
+    m(torch.randint(0, 97, (1, 64)))
+    assert seen and all(s == (8, 8, 16) for s in seen), seen
+
+
+@pytest.mark.parametrize("window", [None, 6])
+def test_kv_cache_logits_equal_full_forward(window: int | None) -> None:
+    torch.manual_seed(5)
+    m = GPT(_cfg(sliding_window=window)).eval()
+    ids = torch.randint(0, 97, (2, 30))
+    with torch.no_grad():
+        full = m(ids)
+        cache = m.new_cache()
+        parts = [m(ids[:, :11], cache), m(ids[:, 11:14], cache)]  # prefill, a chunk, then 1 by 1
+        parts += [m(ids[:, t : t + 1], cache) for t in range(14, 30)]
+    inc = torch.cat(parts, dim=1)
+    assert cache.pos == 30
+    assert torch.allclose(inc, full, atol=1e-5), (inc - full).abs().max()
+    if window:
+        assert all(k is not None and k.shape[2] == window - 1 for k in cache.k)
+
+
+@pytest.mark.parametrize("window", [None, 5])
+def test_generate_with_cache_gives_the_same_tokens(trained_run, window) -> None:  # type: ignore[no-untyped-def]
+    """Greedy decoding of a trained model: the KV-cache path emits the uncached path's tokens,
+    also past max_seq_len (where both read the last max_seq_len tokens)."""
+    from trainer_bridge.trainer import load_model
+
+    model, _ = load_model(trained_run)
+    if window:
+        model = GPT(GPTConfig(**{**model.cfg.to_dict(), "sliding_window": window})).eval()
+        model.load_state_dict(load_model(trained_run)[0].state_dict())
+    prompt = torch.randint(
+        0, model.cfg.vocab_size, (2, 10), generator=torch.Generator().manual_seed(0)
+    )
+    n_new = model.cfg.max_seq_len  # runs past the 64-token RoPE table
+    a = model.generate(prompt, n_new, use_cache=True)
+    b = model.generate(prompt, n_new, use_cache=False)
+    assert a.shape == (2, 10 + n_new)
+    assert torch.equal(a, b)
