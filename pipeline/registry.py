@@ -20,6 +20,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "pipeline.filters.heuristics",
     "pipeline.filters.pii",
     "pipeline.filters.basic",
+    "pipeline.filters.decontaminate",
     "dedup.exact",
     "dedup.minhash",
     "dedup.softdedup",

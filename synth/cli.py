@@ -42,7 +42,7 @@ def verify(input_path: str, output_path: str, program_field: str, answer_field: 
     IN and OUT are JSONL (.jsonl, .jsonl.gz, .jsonl.zst) or Parquet (.parquet). A program answers
     by printing its result as the LAST line of stdout; numbers compare with rel_tol 1e-6.
     """
-    from synth.rowio import RowWriter, iter_row_chunks
+    from pipeline.rowfiles import RowWriter, iter_row_chunks
     from synth.sandbox import Sandbox, SandboxLimits, SandboxUnavailable
     from synth.verify import COL_REASON, COL_RESULT, COL_VERDICT, ERROR, VERDICTS, Verdict, verify_programs
 

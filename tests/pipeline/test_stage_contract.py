@@ -12,7 +12,8 @@ from pipeline.stage import BarrierStage, FilterStage, ScoreStage, StageContext
 
 #: stages that need a model trained for them or an input column the fixture lacks
 NEEDS_SETUP = {"classify.fasttext", "classify.perplexity", "classify.embedding", "filter.threshold",
-               "filter.toxicity", "extract.html", "filter.lang", "synth.generate"}
+               "filter.toxicity", "extract.html", "filter.lang", "synth.generate",
+               "filter.decontaminate"}
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,6 @@
-"""Row files for `assay synth verify`: JSONL (plain, .gz, .zst) or Parquet in, the same out.
+"""Plain row files (JSONL plain/.gz/.zst, or Parquet) read and written as dicts, in chunks.
+
+Used by `assay synth verify` and for reference sets (filter.decontaminate).
 
 Streams in chunks: memory holds one chunk, never the file.
 """
