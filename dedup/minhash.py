@@ -82,6 +82,11 @@ class MinhashDedupConfig(StageConfig):
     window: int = Field(
         8, ge=1, description="neighbours compared per member in an oversized bucket"
     )
+    device: Literal["cpu", "cuda"] = Field(
+        "cpu",
+        description="where signatures are computed: cuda = the cuda_ext kernel (bit-identical; "
+        "falls back to the CPU kernel with a warning when there is no GPU)",
+    )
 
     @model_validator(mode="after")
     def _bands_rows(self) -> MinhashDedupConfig:
@@ -165,7 +170,17 @@ class MinhashDedupStage(BarrierStage):
         from dedup.lsh import band_keys
         from dedup.signature import signatures_and_sets
 
-        sig, flat, offsets = signatures_and_sets(table.column(schema.TEXT), self.params)
+        if self.config.device == "cuda":
+            from cuda_ext import minhash as cuda_minhash
+
+            before = cuda_minhash.FALLBACKS["calls"]
+            sig, flat, offsets = cuda_minhash.signatures_and_sets(
+                table.column(schema.TEXT), self.params, device="cuda"
+            )
+            if cuda_minhash.FALLBACKS["calls"] != before:
+                ctx.add("cuda_fallback_batches", 1)
+        else:
+            sig, flat, offsets = signatures_and_sets(table.column(schema.TEXT), self.params)
         keys = band_keys(sig, self.bands, self.rows)
         cols: dict[str, pa.Array] = {schema.DOC_ID: table.column(schema.DOC_ID).combine_chunks()}
         qc = self.config.quality_column

@@ -262,7 +262,7 @@ def shingle_hashes(
     texts: pa.Array | pa.ChunkedArray | list[str], ngram: int = 5
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each doc's 64-bit shingle hashes in order (flat uint64 values, int64 offsets); the
-    input of the permutation step, for other back ends (``cuda_ext.minhash_torch``)."""
+    input of the permutation step, for other back ends (``cuda_ext.minhash``, the CUDA kernel)."""
     k = _kernels()
     data, offsets = _string_buffers(texts)
     out_offsets = np.empty(len(offsets), dtype=np.int64)
