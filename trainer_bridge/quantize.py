@@ -15,6 +15,17 @@ The quantized model really runs on integer weights and its file really is smalle
 On disk: ``model.safetensors`` (int8/uint8 tensors + fp32 scales and norms) and
 ``quant_config.json``. QAT (``prepare_qat``) trains with fake-quantized weights (straight-through
 estimator), so the weights learn to sit where the rounding puts them.
+
+Two ways to choose the int4 codes, same format and kernels:
+
+- **RTN** (round to nearest): each group's min/max grid, every weight rounded on its own.
+- **GPTQ** (Frantar et al. 2022, activation-aware): calibrated on real text, block by block —
+  each transformer block's linears see the activations of the already-quantized blocks before
+  them; within a linear, columns are quantized left to right and each rounding error is spread
+  onto the not-yet-quantized columns through the inverse Hessian ``H = XᵀX`` of the layer's
+  inputs, minimising ``‖XWᵀ - XŴᵀ‖`` rather than ``‖W - Ŵ‖``. Group scales are set from the
+  (updated) weights when a group starts (GPTQ's ``groupsize`` without ``static_groups``), 1%
+  dampening, no activation reordering.
 """
 
 from __future__ import annotations
@@ -181,15 +192,55 @@ def _block_linears(model: GPT) -> list[tuple[nn.Module, str, nn.Linear]]:
     return out
 
 
-def quantize_model(model: GPT, method: str, group_size: int = 32) -> GPT:
-    """Swap linear layers, head and embedding for integer-weight modules (in place)."""
-    if method not in METHODS:
-        raise ValueError(f"method={method!r}: use one of {METHODS}")
-    model = model.float().cpu().eval()
-    for parent, name, lin in _block_linears(model):
-        w = lin.weight.detach()
-        q = Int8Linear.from_weight(w) if method == "int8" else Int4Linear.from_weight(w, group_size)
-        setattr(parent, name, q)
+def _int4_group_params(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(lo, scale, zero) per row of ``w`` [n, g]: the RTN grid of :func:`quantize_int4`."""
+    hi, lo = w.amax(-1), w.amin(-1)
+    scale = (hi - lo).clamp_min(1e-8) / 15.0
+    return lo, scale, lo + 8 * scale
+
+
+def gptq_int4(
+    w: torch.Tensor, h: torch.Tensor, group_size: int, damp: float = 0.01, block: int = 128
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GPTQ codes for ``w`` [n, k] given the input Hessian ``h`` [k, k] (``sum x xᵀ``): the
+    same (q, scales_zeros) layout as :func:`quantize_int4`."""
+    w = w.detach().float().clone()
+    n, k = w.shape
+    if k % group_size or block % group_size:
+        raise ValueError(f"in_features={k} / block={block} not multiples of group={group_size}")
+    h = h.double().clone()
+    dead = torch.diag(h) == 0
+    h[dead, dead] = 1.0
+    w[:, dead] = 0.0
+    h += damp * torch.diag(h).mean() * torch.eye(k, dtype=h.dtype)
+    hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    hinv = hinv.float()
+    q_all = torch.zeros(n, k, dtype=torch.int32)
+    sz = torch.zeros(k // group_size, n, 2)
+    for i1 in range(0, k, block):
+        i2 = min(i1 + block, k)
+        w1 = w[:, i1:i2].clone()
+        err1 = torch.zeros_like(w1)
+        h1 = hinv[i1:i2, i1:i2]
+        lo = scale = zero = None
+        for i in range(i2 - i1):
+            col = i1 + i
+            if col % group_size == 0:
+                lo, scale, zero = _int4_group_params(w1[:, i : i + group_size])
+                sz[col // group_size, :, 0], sz[col // group_size, :, 1] = scale, zero
+            assert lo is not None and scale is not None and zero is not None
+            x = w1[:, i]
+            q = torch.clamp(torch.round((x - lo) / scale), 0, 15)
+            deq = (q - 8) * scale + zero
+            q_all[:, col] = q.to(torch.int32)
+            e = (x - deq) / h1[i, i]
+            w1[:, i:] -= e[:, None] * h1[i, i:][None, :]
+            err1[:, i] = e
+        w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
+    return q_all, sz
+
+
+def _quantize_head_and_embedding(model: GPT) -> None:
     tied = model.cfg.tie_embeddings
     emb = model.embed_tokens.weight.detach()
     head = Int8Linear.from_weight(emb if tied else model.lm_head.weight.detach())
@@ -200,6 +251,66 @@ def quantize_model(model: GPT, method: str, group_size: int = 32) -> GPT:
         e = Int8Embedding(*emb.shape)
         e.qweight, e.scales = quantize_int8(emb)
         model.embed_tokens = e  # type: ignore[assignment]
+
+
+@torch.no_grad()
+def quantize_model_gptq(
+    model: GPT, calib: torch.Tensor, group_size: int = 32, damp: float = 0.01, batch: int = 8
+) -> GPT:
+    """int4 GPTQ of every block linear (in place), calibrated on token rows ``calib`` [N, T];
+    head and embedding int8 as in :func:`quantize_model`. Block-sequential: block ``i`` is
+    calibrated on the outputs of the already-quantized blocks ``< i``."""
+    model = model.float().cpu().eval()
+    T = calib.shape[1]
+    cos, sin = model.rope_cos[:T], model.rope_sin[:T]
+    xs = [model.embed_tokens(calib[i : i + batch]) for i in range(0, len(calib), batch)]
+    for block in model.layers:
+        linears = [(p, n, c) for p, n, c in _block_linears_of(block)]
+        hess = {
+            id(c): torch.zeros(c.in_features, c.in_features, dtype=torch.float64)
+            for _, _, c in linears
+        }
+
+        def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
+            x = inp[0].reshape(-1, inp[0].shape[-1]).double()
+            hess[id(mod)] += x.t() @ x
+
+        handles = [c.register_forward_hook(hook) for _, _, c in linears]
+        for x in xs:
+            block(x, cos, sin)
+        for hd in handles:
+            hd.remove()
+        for parent, name, lin in linears:
+            q, sz = gptq_int4(lin.weight, hess[id(lin)], group_size, damp)
+            m = Int4Linear(lin.in_features, lin.out_features, group_size)
+            m.qweight, m.scales_zeros = pack_nibbles(q), sz
+            setattr(parent, name, m)
+        xs = [block(x, cos, sin) for x in xs]
+    _quantize_head_and_embedding(model)
+    model.quant_method = "int4"  # type: ignore[assignment]
+    model.quant_algorithm = "gptq"  # type: ignore[assignment]
+    return model
+
+
+def _block_linears_of(block: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:
+    return [
+        (parent, name, child)
+        for parent in block.modules()
+        for name, child in parent.named_children()
+        if isinstance(child, nn.Linear) and name != "router"
+    ]
+
+
+def quantize_model(model: GPT, method: str, group_size: int = 32) -> GPT:
+    """Swap linear layers, head and embedding for integer-weight modules (in place)."""
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}: use one of {METHODS}")
+    model = model.float().cpu().eval()
+    for parent, name, lin in _block_linears(model):
+        w = lin.weight.detach()
+        q = Int8Linear.from_weight(w) if method == "int8" else Int4Linear.from_weight(w, group_size)
+        setattr(parent, name, q)
+    _quantize_head_and_embedding(model)
     model.quant_method = method  # type: ignore[assignment]
     return model
 
@@ -231,7 +342,12 @@ def save_quantized(
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / "model.safetensors"))
-    cfg = {"method": method, "group_size": group_size, "model_config": model.cfg.to_dict()}
+    cfg = {
+        "method": method,
+        "algorithm": getattr(model, "quant_algorithm", "rtn"),
+        "group_size": group_size,
+        "model_config": model.cfg.to_dict(),
+    }
     (folder / "quant_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     if tokenizer is not None:
         tok = Path(tokenizer)
