@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.assay-installed
 
-.PHONY: venv demo test test-fast bench clean
+.PHONY: venv venv-moto demo test test-fast bench clean
 
 venv: $(STAMP)
 
@@ -21,7 +21,15 @@ demo: venv
 	rm -rf runs/demo
 	$(VENV)/bin/assay run examples/demo.toml --output runs/demo
 
-test: venv
+# moto's S3 server for the remote-storage tests, in its own venv (botocore pins python-dateutil<3)
+MOTO_VENV ?= $(VENV)-moto
+venv-moto: $(MOTO_VENV)/bin/moto_server
+
+$(MOTO_VENV)/bin/moto_server:
+	$(PYTHON) -m venv $(MOTO_VENV)
+	$(MOTO_VENV)/bin/python -m pip install -q "moto[server]==5.2.5"
+
+test: venv venv-moto
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: venv

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.manifest import FORMAT, totals
+from pipeline.manifest import FORMAT, check_shard, totals
 from pipeline.writers import atomic_write_bytes, sha256_file, word_tokens, write_table_atomic
 
 __all__ = ["FORMAT", "read_manifest", "read_snapshot", "sha256_file", "word_tokens", "write_snapshot"]
@@ -54,6 +54,7 @@ def iter_shards(
     root = Path(snapshot)
     manifest = read_manifest(root)
     for entry in manifest["shards"]:
+        check_shard(root, entry)  # sha256 against the manifest: a corrupt shard is an error
         yield entry, pq.read_table(root / entry["path"], columns=columns)
 
 

@@ -90,14 +90,17 @@ def run(spec_path: str, inputs: tuple[str, ...], output: str | None, ray: str | 
     except SpecError as e:
         _fail(str(e))
         return
-    _report(Path(spec.output.dir), manifest, as_json)
+    _report(spec.output.dir, manifest, as_json)
 
 
-def _report(root: Path, manifest: dict[str, Any], as_json: bool) -> None:
+def _report(out: str, manifest: dict[str, Any], as_json: bool) -> None:
+    from pipeline import storage
+
     if as_json:
         click.echo(json.dumps(manifest, indent=2))
         return
-    stats = json.loads((root / "stats.json").read_text())
+    root = storage.as_loc(out)
+    stats = storage.read_json(root / "stats.json")
     click.echo(format_stats_table(stats))
     t = manifest["totals"]
     click.echo(
@@ -216,6 +219,31 @@ def show(snapshot: str) -> None:
     click.echo(f"  in {st['docs_in']:,} = kept {st['kept']:,} + dropped {st['dropped']:,} + quarantined {st['quarantined']:,}")
     if m.get("parents"):
         click.echo(f"  parents: {', '.join(m['parents'])}")
+
+
+@main.command()
+@click.argument("snapshot")
+def verify(snapshot: str) -> None:
+    """Check every shard of SNAPSHOT (folder or URL) against its manifest: size, sha256, rows.
+
+    Exits 1 and names each bad shard when one does not match (bit rot, a truncated copy, an
+    edited file).
+    """
+    from pipeline.manifest import verify_snapshot
+
+    try:
+        manifest, problems = verify_snapshot(snapshot)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+        return
+    t = manifest["totals"]
+    if problems:
+        for p in problems:
+            click.echo(f"CORRUPT {p}", err=True)
+        click.echo(f"error: snapshot {manifest['snapshot_id']}: {len(problems)} problem(s) in {t['shards']} shards", err=True)
+        sys.exit(1)
+    click.echo(f"ok: snapshot {manifest['snapshot_id']}: {t['shards']} shards, {t['rows']:,} rows, "
+               f"{t['bytes']:,} bytes verified by sha256")
 
 
 @main.command()

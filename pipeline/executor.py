@@ -15,10 +15,10 @@ Data actor pools. Neither branches on stage kinds.
 
 from __future__ import annotations
 
-import json
+import os
 import re
-import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -32,12 +32,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pipeline import schema
-from pipeline.manifest import build_manifest, merge_stats
+from pipeline import schema, storage
+from pipeline.manifest import CorruptShardError, build_manifest, check_shard, merge_stats
 from pipeline.plan import Plan, Segment, make_plan
 from pipeline.readers import Quarantined, ReaderOptions, read_shard
 from pipeline.spec import PipelineSpec, SpecError
 from pipeline.stage import BarrierStage, Stage, StageContext
+from pipeline.storage import Loc
 from pipeline.writers import ParquetShardWriter, atomic_write_json, write_table_atomic
 
 READ_STAGE = "read"
@@ -47,7 +48,7 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def shard_stem(path: Path) -> str:
+def shard_stem(path: Loc) -> str:
     name = path.name
     for suffix in (".gz", ".zst", ".zstd", ".warc", ".wet", ".jsonl", ".json", ".ndjson", ".parquet"):
         if name.endswith(suffix):
@@ -57,36 +58,36 @@ def shard_stem(path: Path) -> str:
 
 @dataclass(frozen=True)
 class RunLayout:
-    """Where a run keeps everything; the snapshot is ``root`` itself."""
+    """Where a run keeps everything; the snapshot is ``root`` itself (a local path or a URL)."""
 
-    root: Path
+    root: Loc
 
     @property
-    def work(self) -> Path:
+    def work(self) -> Loc:
         return self.root / "_work"
 
-    def final_shard(self, i: int, stem: str) -> Path:
+    def final_shard(self, i: int, stem: str) -> Loc:
         return self.root / "shards" / f"part-{i:05d}-{stem}.parquet"
 
-    def intermediate(self, seg: int, i: int) -> Path:
+    def intermediate(self, seg: int, i: int) -> Loc:
         return self.work / f"seg{seg}" / f"part-{i:05d}.parquet"
 
-    def artifact(self, stage: str, i: int) -> Path:
+    def artifact(self, stage: str, i: int) -> Loc:
         return self.work / "artifacts" / _safe(stage) / f"part-{i:05d}.parquet"
 
-    def state_dir(self, stage: str) -> Path:
+    def state_dir(self, stage: str) -> Loc:
         return self.root / "state" / _safe(stage)
 
-    def marker(self, seg: int, i: int) -> Path:
+    def marker(self, seg: int, i: int) -> Loc:
         return self.work / "markers" / f"seg{seg}" / f"part-{i:05d}.json"
 
-    def reduce_marker(self, stage: str) -> Path:
+    def reduce_marker(self, stage: str) -> Loc:
         return self.work / "markers" / f"reduce-{_safe(stage)}.json"
 
-    def quarantine(self, i: int) -> Path:
+    def quarantine(self, i: int) -> Loc:
         return self.root / "quarantine" / f"part-{i:05d}.parquet"
 
-    def dropped(self, seg: int, i: int) -> Path:
+    def dropped(self, seg: int, i: int) -> Loc:
         return self.root / "dropped" / f"seg{seg}-part-{i:05d}.parquet"
 
 
@@ -95,7 +96,7 @@ class ShardWorker:
 
     def __init__(self, spec_data: dict[str, Any], root: str):
         self.spec = PipelineSpec.from_dict(spec_data)
-        self.layout = RunLayout(Path(root))
+        self.layout = RunLayout(storage.as_loc(root))
         self.plan: Plan = make_plan(self.spec.build_stages())
         self.reader_opts = ReaderOptions(
             format=self.spec.input.format,
@@ -108,6 +109,7 @@ class ShardWorker:
         )
         self.split = self.spec.input.split
         self._ready: set[str] = set()
+        self._manifests: dict[str, dict[str, Any]] = {}
 
     def _prepare(self, seg: Segment) -> None:
         for st in seg.all_stages() + ([seg.barrier_out] if seg.barrier_out else []):
@@ -115,33 +117,61 @@ class ShardWorker:
                 st.setup()
                 self._ready.add(st.name)
         if seg.barrier_in is not None and f"state:{seg.barrier_in.name}" not in self._ready:
-            seg.barrier_in.load_state(self.layout.state_dir(seg.barrier_in.name))
+            with storage.local_dir(self.layout.state_dir(seg.barrier_in.name)) as state:
+                seg.barrier_in.load_state(state)
             self._ready.add(f"state:{seg.barrier_in.name}")
 
     def teardown(self) -> None:
+        """Call every set-up stage's ``teardown()`` once (the executors call this at the end)."""
+        seen: set[str] = set()
         for seg in self.plan.segments:
-            for st in seg.stages:
-                if st.name in self._ready:
+            for st in seg.all_stages() + ([seg.barrier_out] if seg.barrier_out else []):
+                if st.name in self._ready and st.name not in seen:
+                    seen.add(st.name)
                     st.teardown()
+        self._ready.clear()
 
-    def _source(self, seg_idx: int, shard_idx: int, input_path: Path, counters: Counter[str]) -> Iterator[pa.Table | Quarantined]:
+    def _source(self, seg_idx: int, shard_idx: int, input_path: Loc, counters: Counter[str]) -> Iterator[pa.Table | Quarantined]:
         if seg_idx == 0:
             part = (shard_idx % self.split, self.split)
             if part[0] == 0:
-                counters["bytes_in"] += input_path.stat().st_size if input_path.exists() else 0
+                counters["bytes_in"] += storage.size(input_path) if storage.exists(input_path) else 0
+            bad = self._snapshot_check(input_path)
+            if bad is not None:  # a shard of an earlier snapshot whose bytes changed
+                if part[0] == 0:
+                    yield Quarantined(str(input_path), f"corrupt_shard: {bad}")
+                return
             yield from read_shard(input_path, self.reader_opts, part)
             return
         prev = self.layout.intermediate(seg_idx - 1, shard_idx)
-        if not prev.exists():  # the previous segment kept nothing for this shard
+        if not storage.exists(prev):  # the previous segment kept nothing for this shard
             return
-        pf = pq.ParquetFile(prev)
+        pf = pq.ParquetFile(storage.open_input_file(prev))
         for i in range(pf.num_row_groups):
             yield pf.read_row_group(i)
+
+    def _snapshot_check(self, path: Loc) -> str | None:
+        """For an input that is a shard of a snapshot (``<snap>/shards/x.parquet`` beside a
+        manifest): None when its sha256 matches the manifest, else what is wrong."""
+        if path.parent.name != "shards" or not storage.exists(path.parent.parent / "manifest.json"):
+            return None
+        key = str(path.parent.parent)
+        if key not in self._manifests:
+            self._manifests[key] = storage.read_json(path.parent.parent / "manifest.json")
+        rel = f"shards/{path.name}"
+        entry = next((e for e in self._manifests[key]["shards"] if e["path"] == rel), None)
+        if entry is None:
+            return None
+        try:
+            check_shard(path.parent.parent, entry)
+        except CorruptShardError as e:
+            return str(e)
+        return None
 
     def run(self, seg_idx: int, shard_idx: int, input_path: str, last: bool) -> dict[str, Any]:
         seg = self.plan.segments[seg_idx]
         self._prepare(seg)
-        path = Path(input_path)
+        path = storage.as_loc(input_path)
         stem = shard_stem(path)
         if self.split > 1:
             stem = f"{stem}-{shard_idx % self.split}of{self.split}"
@@ -244,8 +274,13 @@ _WORKER: ShardWorker | None = None
 
 
 def _pool_init(spec_data: dict[str, Any], root: str) -> None:
+    from multiprocessing import util
+
     global _WORKER
     _WORKER = ShardWorker(spec_data, root)
+    # stages' teardown() when the pool shuts this worker down (multiprocessing runs
+    # finalizers on a worker's normal exit; atexit hooks it does not)
+    util.Finalize(_WORKER, _WORKER.teardown, exitpriority=10)
 
 
 def _pool_run(args: tuple[int, int, str, bool]) -> dict[str, Any]:
@@ -265,7 +300,7 @@ class BaseExecutor:
         self.progress = progress
 
     # subclasses provide how a list of shard tasks runs
-    def _run_tasks(self, spec: PipelineSpec, root: Path, tasks: list[tuple[int, int, str, bool]]) -> Iterator[dict[str, Any]]:
+    def _run_tasks(self, spec: PipelineSpec, root: Loc, tasks: list[tuple[int, int, str, bool]]) -> Iterator[dict[str, Any]]:
         raise NotImplementedError
 
     def run(self, spec: PipelineSpec) -> dict[str, Any]:
@@ -274,9 +309,10 @@ class BaseExecutor:
         files = spec.resolve_inputs()  # a missing input is an error before any work starts
         # shard i reads part i % split of file i // split (split = 1: one shard per file)
         inputs = [f for f in files for _ in range(spec.input.split)]
-        root = Path(spec.output.dir)
+        root = storage.as_loc(spec.output.dir)
         layout = RunLayout(root)
         spec_hash = spec.spec_hash()
+        self._check_resources(spec)
         self._check_or_start(layout, spec_hash, files)
         plan = make_plan(spec.build_stages())
         n_seg = len(plan.segments)
@@ -286,10 +322,12 @@ class BaseExecutor:
             last = seg.index == n_seg - 1
             tasks = []
             done: list[dict[str, Any]] = []
+            # one listing instead of a lookup per shard (on an object store each is a request)
+            present = {str(f) for f in storage.list_files(layout.work / "markers" / f"seg{seg.index}")}
             for i, p in enumerate(inputs):
                 m = layout.marker(seg.index, i)
-                if m.exists():
-                    done.append(json.loads(m.read_text()))
+                if str(m) in present:
+                    done.append(storage.read_json(m))
                 else:
                     tasks.append((seg.index, i, str(p), last))
             bar = tqdm(total=len(inputs), initial=len(done), unit="shard", disable=not self.progress,
@@ -312,31 +350,44 @@ class BaseExecutor:
         atomic_write_json(layout.root / "stats.json", stats)
         atomic_write_json(layout.root / "manifest.json", manifest)
         for seg in plan.segments[:-1]:
-            shutil.rmtree(layout.work / f"seg{seg.index}", ignore_errors=True)
+            storage.remove_tree(layout.work / f"seg{seg.index}")
         for folder in ("shards", "quarantine", "dropped"):  # temp files of killed attempts
-            for tmp in (layout.root / folder).glob(".*.tmp*"):
-                tmp.unlink(missing_ok=True)
+            for tmp in storage.list_files(layout.root / folder):
+                if tmp.name.startswith(".") and ".tmp" in tmp.name:
+                    storage.remove(tmp)
         return manifest
 
     def _reduce(self, layout: RunLayout, barrier: BarrierStage, n_shards: int) -> None:
         marker = layout.reduce_marker(barrier.name)
-        if marker.exists():
+        if storage.exists(marker):
             return
-        paths = [layout.artifact(barrier.name, i) for i in range(n_shards)]
-        paths = [p for p in paths if p.exists()]
+        present = {str(f) for f in storage.list_files(layout.work / "artifacts" / _safe(barrier.name))}
+        paths = [p for p in (layout.artifact(barrier.name, i) for i in range(n_shards)) if str(p) in present]
         state = layout.state_dir(barrier.name)
-        shutil.rmtree(state, ignore_errors=True)  # a reduce killed midway starts over
-        state.mkdir(parents=True, exist_ok=True)
+        storage.remove_tree(state)  # a reduce killed midway starts over
         t0 = time.perf_counter()
-        barrier.reduce(paths, state)
+        # barrier code works on POSIX folders: remote artifacts are fetched and the state is
+        # uploaded after reduce returns (before the marker, so a kill re-runs the reduce)
+        with tempfile.TemporaryDirectory(prefix="assay-reduce-") as cache, storage.staged_dir(state) as local_state:
+            local = [storage.local_file(p, Path(cache)) for p in paths]
+            barrier.reduce(local, local_state)
         atomic_write_json(marker, {"stage": barrier.name, "artifacts": len(paths), "wall_s": time.perf_counter() - t0})
 
+    def _check_resources(self, spec: PipelineSpec) -> None:
+        """Fail before any work when the machine cannot give the stages the memory they declare."""
+
     @staticmethod
-    def _check_or_start(layout: RunLayout, spec_hash: str, inputs: list[Path]) -> None:
+    def _check_or_start(layout: RunLayout, spec_hash: str, inputs: list[Loc]) -> None:
+        """Record (or, on resume, check) what this run is: its spec hash and each input's content.
+
+        Inputs are identified by a content fingerprint (:func:`pipeline.storage.fingerprint`),
+        not name + size: an input edited between a kill and the resume would otherwise mix
+        outputs of two different files into one snapshot.
+        """
         run_file = layout.work / "run.json"
-        ident = {"spec_hash": spec_hash, "inputs": [[p.name, p.stat().st_size] for p in inputs]}
-        if run_file.exists():
-            prev = json.loads(run_file.read_text())
+        ident = {"spec_hash": spec_hash, "inputs": fingerprints(inputs)}
+        if storage.exists(run_file):
+            prev = storage.read_json(run_file)
             if prev.get("spec_hash") != spec_hash:
                 raise SpecError(
                     f"output dir {str(layout.root)!r} holds a run of another spec (hash {prev.get('spec_hash', '?')[:12]}, "
@@ -344,12 +395,31 @@ class BaseExecutor:
                 )
             if prev.get("inputs") != ident["inputs"]:
                 raise SpecError(
-                    f"output dir {str(layout.root)!r} holds a run over other inputs; choose a new --output or delete that folder"
+                    f"output dir {str(layout.root)!r} holds a run over other inputs ({_first_change(prev.get('inputs'), ident['inputs'])}); "
+                    "refusing to mix outputs: restore the input, or choose a new --output or delete that folder"
                 )
             return
-        if (layout.root / "manifest.json").exists():
+        if storage.exists(layout.root / "manifest.json"):
             raise SpecError(f"output dir {str(layout.root)!r} already holds a snapshot; choose a new --output")
         atomic_write_json(run_file, ident)
+
+
+def fingerprints(inputs: list[Loc]) -> list[list[str]]:
+    """[name, content fingerprint] per input, hashed a few files at a time (I/O bound)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(4, max(1, len(inputs)))) as pool:
+        prints = list(pool.map(storage.fingerprint, inputs))
+    return [[p.name, f] for p, f in zip(inputs, prints, strict=True)]
+
+
+def _first_change(old: Any, new: list[list[str]]) -> str:
+    old = old or []
+    for a, b in zip(old, new, strict=False):
+        if a != b:
+            what = "content changed" if a[0] == b[0] else f"now {b[0]!r}"
+            return f"input {a[0]!r}: {what}"
+    return f"{len(old)} inputs then, {len(new)} now"
 
 
 class LocalExecutor(BaseExecutor):
@@ -372,8 +442,21 @@ class LocalExecutor(BaseExecutor):
             if self._pool is not None:
                 self._pool.shutdown()
                 self._pool = None
+            if self._worker is not None:
+                self._worker.teardown()
 
-    def _run_tasks(self, spec: PipelineSpec, root: Path, tasks: list[tuple[int, int, str, bool]]) -> Iterator[dict[str, Any]]:
+    def _check_resources(self, spec: PipelineSpec) -> None:
+        """``workers`` × the largest ``Resources.memory_gb`` must fit in this machine's memory."""
+        workers = self.workers or spec.execution.workers
+        need = workers * max([st.resources.memory_gb for st in spec.build_stages()] + [0.0])
+        total = _physical_memory_gb()
+        if total and need > total:
+            raise SpecError(
+                f"execution.workers: {workers} workers x {need / workers:g} GB (the largest stage's "
+                f"Resources.memory_gb) = {need:g} GB > this machine's {total:.1f} GB; use fewer --workers"
+            )
+
+    def _run_tasks(self, spec: PipelineSpec, root: Loc, tasks: list[tuple[int, int, str, bool]]) -> Iterator[dict[str, Any]]:
         if not tasks:
             return
         workers = self.workers or spec.execution.workers
@@ -389,6 +472,13 @@ class LocalExecutor(BaseExecutor):
             self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                              initializer=_pool_init, initargs=(spec_data, str(root)))
         yield from self._pool.map(_pool_run, tasks)
+
+
+def _physical_memory_gb() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 0.0
 
 
 def run_stages_in_process(stages: list[Stage], table: pa.Table) -> tuple[pa.Table, dict[str, Counter[str]]]:

@@ -17,6 +17,8 @@ import pyarrow.parquet as pq
 import pipeline
 from pipeline.plan import Plan
 from pipeline.spec import PipelineSpec
+from pipeline import storage
+from pipeline.storage import Loc
 from pipeline.writers import sha256_file
 
 FORMAT = "assay.snapshot/1"
@@ -106,7 +108,7 @@ def _portable_spec(spec: PipelineSpec) -> dict[str, Any]:
     return data
 
 
-def build_manifest(spec: PipelineSpec, spec_hash: str, root: Path, final_markers: list[dict[str, Any]],
+def build_manifest(spec: PipelineSpec, spec_hash: str, root: Loc, final_markers: list[dict[str, Any]],
                    stats: dict[str, Any], parents: list[str] | None = None) -> dict[str, Any]:
     shards = []
     fields: dict[str, str] = {}
@@ -114,17 +116,17 @@ def build_manifest(spec: PipelineSpec, spec_hash: str, root: Path, final_markers
         if not m.get("output"):
             continue
         path = root / m["output"]
-        sch = pq.read_schema(path)
+        sch = pq.read_schema(storage.open_input_file(path))
         for f in sch:
             fields.setdefault(f.name, str(f.type))
         shards.append({
             "path": m["output"],
             "rows": int(m["rows"]),
-            "bytes": path.stat().st_size,
+            "bytes": storage.size(path),
             "sha256": sha256_file(path),
             "tokens": int(m.get("tokens", 0)),
             "phase": None,
-            "input": Path(m["input"]).name,
+            "input": storage.as_loc(m["input"]).name,
         })
     content = hashlib.sha256("".join(s["sha256"] for s in shards).encode()).hexdigest()
     against = []
@@ -150,3 +152,52 @@ def build_manifest(spec: PipelineSpec, spec_hash: str, root: Path, final_markers
         "stats": counts_only(stats),
         "extra": {},
     }
+
+
+class CorruptShardError(ValueError):
+    """A snapshot shard whose bytes are not the ones its manifest recorded."""
+
+
+def read_manifest(snapshot: str | Loc) -> dict[str, Any]:
+    """The manifest of a snapshot folder (local or URL); a clear error when there is none."""
+    root = storage.as_loc(snapshot)
+    mf = root if root.name == "manifest.json" else root / "manifest.json"
+    if not storage.exists(mf):
+        raise FileNotFoundError(f"{str(snapshot)!r} is not a snapshot: no manifest.json")
+    return storage.read_json(mf)
+
+
+def check_shard(root: str | Loc, entry: dict[str, Any]) -> None:
+    """Raise :class:`CorruptShardError` unless the shard's size and sha256 match its manifest entry."""
+    path = storage.as_loc(root) / entry["path"]
+    if not storage.exists(path):
+        raise CorruptShardError(f"{path}: missing (the manifest lists it)")
+    got_size = storage.size(path)
+    if got_size != entry["bytes"]:
+        raise CorruptShardError(f"{path}: {got_size} bytes, the manifest says {entry['bytes']}")
+    got = storage.sha256(path)
+    if got != entry["sha256"]:
+        raise CorruptShardError(f"{path}: sha256 {got[:16]}… does not match the manifest's {entry['sha256'][:16]}…")
+
+
+def verify_snapshot(snapshot: str | Loc) -> tuple[dict[str, Any], list[str]]:
+    """(manifest, problems): every shard's size, sha256 and row count against the manifest."""
+    root = storage.as_loc(snapshot)
+    manifest = read_manifest(root)
+    problems: list[str] = []
+    for entry in manifest["shards"]:
+        try:
+            check_shard(root, entry)
+            rows = pq.read_metadata(storage.open_input_file(root / entry["path"])).num_rows
+            if rows != entry["rows"]:
+                problems.append(f"{entry['path']}: {rows} rows, the manifest says {entry['rows']}")
+        except CorruptShardError as e:
+            problems.append(str(e))
+        except Exception as e:  # noqa: BLE001 - unreadable Parquet with a matching hash is still a problem
+            problems.append(f"{entry['path']}: unreadable: {e}")
+    if totals(manifest["shards"]) != manifest.get("totals"):
+        problems.append("totals do not add up over the shard entries")
+    content = hashlib.sha256("".join(s["sha256"] for s in manifest["shards"]).encode()).hexdigest()
+    if not str(manifest.get("snapshot_id", "")).endswith(content[:12]):
+        problems.append("snapshot_id does not match the shards' sha256s")
+    return manifest, problems

@@ -21,12 +21,18 @@ from typing import Any
 
 from pipeline.executor import BaseExecutor, ShardWorker
 from pipeline.plan import make_plan
-from pipeline.spec import PipelineSpec
+from pipeline.spec import PipelineSpec, SpecError
 
 
 class _RayShardActor:
     def __init__(self, spec_data: dict[str, Any], root: str):
         self.worker = ShardWorker(spec_data, root)
+
+    def __del__(self) -> None:
+        # Ray Data drops the UDF when it shuts an actor down gracefully: stages' teardown()
+        worker = getattr(self, "worker", None)
+        if worker is not None:
+            worker.teardown()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         out = []
@@ -50,14 +56,18 @@ class RayExecutor(BaseExecutor):
             return
         os.environ.setdefault("RAY_DEDUP_LOGS", "1")
         kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
-        if self.address and self.address != "auto":
-            ray.init(address=self.address, **kw)
+        address = self.address if self.address and self.address != "auto" else os.environ.get("RAY_ADDRESS") or "auto"
+        if address != "auto":
+            _require_reachable(address, "--ray")
+            ray.init(address=address, **kw)
             return
-        try:
-            ray.init(address="auto", **kw)  # join a running local cluster if there is one
-        except (ConnectionError, RuntimeError):
-            ray.init(num_cpus=self.num_cpus or os.cpu_count() or 1, **kw)
-            self._started = True
+        live = _live_local_cluster()
+        if live is not None:
+            ray.init(address=live, **kw)  # join the local cluster `ray start` left running
+            return
+        # "local" makes Ray start a fresh instance instead of retrying a dead cluster's address
+        ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count() or 1, **kw)
+        self._started = True
 
     def run(self, spec: PipelineSpec) -> dict[str, Any]:
         self._connect()
@@ -80,8 +90,18 @@ class RayExecutor(BaseExecutor):
         stages = seg.all_stages() or []
         want_cpus = max([st.resources.cpus for st in stages] + [1.0])
         want_gpus = max([st.resources.gpus for st in stages] + [0.0])
-        cluster_cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        want_mem = max([st.resources.memory_gb for st in stages] + [0.0]) * 2**30
+        resources = ray.cluster_resources()
+        cluster_cpus = float(resources.get("CPU", 1.0))
+        cluster_mem = float(resources.get("memory", 0.0))
+        if want_mem and cluster_mem and want_mem > cluster_mem:
+            raise SpecError(
+                f"segment {seg_idx}: a stage declares Resources.memory_gb = {want_mem / 2**30:g} GB per worker, but the "
+                f"Ray cluster has {cluster_mem / 2**30:.1f} GB of `memory` resource in all; add nodes or lower it"
+            )
         pool = max(1, min(len(tasks), int(cluster_cpus // want_cpus)))
+        if want_mem and cluster_mem:
+            pool = max(1, min(pool, int(cluster_mem // want_mem)))
         actor_cpus = min(want_cpus, max(0.25, (cluster_cpus - 0.5) / pool))
         rows = [{"seg": s, "shard": i, "path": p, "last": last} for s, i, p, last in tasks]
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
@@ -94,6 +114,56 @@ class RayExecutor(BaseExecutor):
             compute=ActorPoolStrategy(size=pool),
             num_cpus=actor_cpus,
             num_gpus=want_gpus or None,
+            memory=int(want_mem) or None,  # Ray schedules actors only where this memory is free
         )
         for row in out.iter_rows():
             yield json.loads(row["marker"])
+
+
+def _tcp_reachable(host: str, port: int, timeout: float = 2.0) -> bool:
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    addr = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = addr.rpartition(":")
+    return (host, int(port)) if host and port.isdigit() else None
+
+
+def _require_reachable(address: str, flag: str) -> None:
+    """Fail in seconds, not minutes, when nothing listens at a cluster address."""
+    hp = _host_port(address)
+    if hp is not None and not _tcp_reachable(*hp):
+        raise SpecError(
+            f"{flag} {address}: no Ray cluster answers at {hp[0]}:{hp[1]}; start one with "
+            "`ray start --head` (or check the address), or use --ray auto for a local cluster"
+        )
+
+
+def _live_local_cluster() -> str | None:
+    """The address of the local cluster ``ray start`` last recorded, if it is still alive.
+
+    Ray keeps that address in ``<temp>/ray/ray_current_cluster`` after the cluster dies; given
+    it, ``ray.init("auto")`` retries the dead address for minutes. A stale file is ignored (and
+    reported) so that ``--ray auto`` starts a fresh local cluster at once.
+    """
+    import sys
+
+    from ray._private.services import find_bootstrap_address
+    from ray._private.utils import get_ray_address_file
+
+    address = find_bootstrap_address(None)
+    if not address:
+        return None
+    hp = _host_port(address)
+    if hp is not None and _tcp_reachable(*hp):
+        return address
+    print(f"assay: ignoring a stale Ray cluster address {address} in {get_ray_address_file(None)} "
+          "(nothing answers there: that cluster died); starting a fresh local Ray cluster", file=sys.stderr)
+    return None

@@ -23,7 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from pipeline import schema
+from pipeline import schema, storage
+from pipeline.storage import Loc
 
 #: raw bytes kept per quarantined record (the rest is cut; the location still points at it)
 QUARANTINE_RAW_LIMIT = 1 << 20
@@ -50,7 +51,7 @@ class Quarantined:
 ReadItem = pa.Table | Quarantined
 
 
-def detect_format(path: Path) -> str:
+def detect_format(path: Loc) -> str:
     name = path.name.lower()
     for suffix in (".gz", ".zst", ".zstd"):
         if name.endswith(suffix):
@@ -66,14 +67,17 @@ def detect_format(path: Path) -> str:
     )
 
 
-def open_decompressed(path: Path) -> BinaryIO:
-    """Open a file, decompressing .gz and .zst transparently (streaming)."""
+def open_decompressed(path: Loc) -> BinaryIO:
+    """Open a file (local or any storage URL), decompressing .gz and .zst transparently (streaming)."""
     name = path.name.lower()
+    raw = storage.open_input(path)
     if name.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        gz = gzip.GzipFile(fileobj=raw, mode="rb")
+        gz.myfileobj = raw  # type: ignore[attr-defined]  # closed with it, as gzip.open does
+        return gz  # type: ignore[return-value]
     if name.endswith((".zst", ".zstd")):
-        return io.BufferedReader(_ZstdStream(open(path, "rb")), buffer_size=1 << 20)  # type: ignore[return-value]
-    return open(path, "rb")
+        return io.BufferedReader(_ZstdStream(raw), buffer_size=1 << 20)  # type: ignore[return-value]
+    return raw
 
 
 class _ZstdStream(io.RawIOBase):
@@ -125,7 +129,7 @@ class _ZstdStream(io.RawIOBase):
 Part = tuple[int, int]
 
 
-def read_shard(path: Path, opts: ReaderOptions, part: Part = (0, 1)) -> Iterator[ReadItem]:
+def read_shard(path: Loc | str, opts: ReaderOptions, part: Part = (0, 1)) -> Iterator[ReadItem]:
     """Yield document tables and quarantined records from one input file.
 
     ``part = (k, n)`` reads only records k, k+n, k+2n… of the file (in file order), so one file
@@ -133,6 +137,7 @@ def read_shard(path: Path, opts: ReaderOptions, part: Part = (0, 1)) -> Iterator
     records, a wrong schema) are reported by part 0 alone, so every record and every problem
     is counted exactly once across the n parts.
     """
+    path = storage.as_loc(path)
     fmt = opts.format if opts.format != "auto" else detect_format(path)
     if fmt == "warc":
         yield from _read_warc(path, opts, part)
@@ -147,7 +152,7 @@ def read_shard(path: Path, opts: ReaderOptions, part: Part = (0, 1)) -> Iterator
 def read_table(path: str | Path, **kw: Any) -> pa.Table:
     """Read a small file fully into one table (tests, tools). Quarantined records are skipped."""
     opts = ReaderOptions(**kw)
-    tables = [t for t in read_shard(Path(path), opts) if isinstance(t, pa.Table)]
+    tables = [t for t in read_shard(storage.as_loc(path), opts) if isinstance(t, pa.Table)]
     if not tables:
         return pa.table({f.name: pa.array([], f.type) for f in schema.REQUIRED_FIELDS})
     return pa.concat_tables(tables, promote_options="permissive")
@@ -222,7 +227,7 @@ def _record_to_row(rec: dict[str, Any], text: str, key: str, opts: ReaderOptions
 # -- JSONL ------------------------------------------------------------------------------------------
 
 
-def _read_jsonl(path: Path, opts: ReaderOptions, part: Part = (0, 1)) -> Iterator[ReadItem]:
+def _read_jsonl(path: Loc, opts: ReaderOptions, part: Part = (0, 1)) -> Iterator[ReadItem]:
     buf = _RowBuffer(opts, path.name)
     k, n = part
     lineno = 0
@@ -284,10 +289,10 @@ def _read_jsonl(path: Path, opts: ReaderOptions, part: Part = (0, 1)) -> Iterato
 # -- Parquet ----------------------------------------------------------------------------------------
 
 
-def _read_parquet(path: Path, opts: ReaderOptions, part: Part = (0, 1)) -> Iterator[ReadItem]:
+def _read_parquet(path: Loc, opts: ReaderOptions, part: Part = (0, 1)) -> Iterator[ReadItem]:
     k, n = part
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(storage.open_input_file(path))
     except Exception as e:
         if k == 0:
             yield Quarantined(str(path), f"unreadable_parquet: {e}")
@@ -321,7 +326,7 @@ def _read_parquet(path: Path, opts: ReaderOptions, part: Part = (0, 1)) -> Itera
             yield Quarantined(f"{path}:row{row0}", f"corrupt_parquet: after {row0} rows: {e}")
 
 
-def _parquet_batch(table: pa.Table, path: Path, rows: list[int], opts: ReaderOptions, source: str) -> Iterator[ReadItem]:
+def _parquet_batch(table: pa.Table, path: Loc, rows: list[int], opts: ReaderOptions, source: str) -> Iterator[ReadItem]:
     """One batch of Parquet rows (``rows``: their row numbers in the file) -> documents."""
     texts = table.column(opts.text_field).to_pylist()
     bad = {i for i, t in enumerate(texts) if t is None or len(t) > opts.max_doc_bytes}
@@ -416,7 +421,7 @@ class _BrokenRecord(Exception):
         self.offset = offset
 
 
-def _warc_resync(path: Path, search_from: int) -> tuple[bytes, int, BinaryIO | None]:
+def _warc_resync(path: Loc, search_from: int) -> tuple[bytes, int, BinaryIO | None]:
     """Find the record after a broken one. Returns (skipped bytes, resume offset, stream at resume).
 
     The broken record is the first ``WARC/1.`` line at or after the decompressed offset
@@ -452,7 +457,7 @@ def _warc_resync(path: Path, search_from: int) -> tuple[bytes, int, BinaryIO | N
             bad_start = 0
 
 
-def _read_warc(path: Path, opts: ReaderOptions, part: Part = (0, 1)) -> Iterator[ReadItem]:
+def _read_warc(path: Loc, opts: ReaderOptions, part: Part = (0, 1)) -> Iterator[ReadItem]:
     from fastwarc.warc import ArchiveIterator, WarcRecordType
 
     buf = _RowBuffer(opts, path.name)
@@ -502,7 +507,7 @@ def _read_warc(path: Path, opts: ReaderOptions, part: Part = (0, 1)) -> Iterator
         yield last
 
 
-def _warc_record(rec: Any, path: Path, offset: int, opts: ReaderOptions, buf: _RowBuffer) -> ReadItem | None:
+def _warc_record(rec: Any, path: Loc, offset: int, opts: ReaderOptions, buf: _RowBuffer) -> ReadItem | None:
     from fastwarc.warc import WarcRecordType
 
     url = rec.headers.get("WARC-Target-URI")

@@ -33,8 +33,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pipeline import storage
 from pipeline.registry import UnknownStageError, get_stage_class
 from pipeline.stage import Stage, StageConfig
+from pipeline.storage import Loc
 
 
 class SpecError(ValueError):
@@ -165,7 +167,7 @@ class PipelineSpec(_Strict):
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
-    def resolve_inputs(self) -> list[Path]:
+    def resolve_inputs(self) -> list[Loc]:
         """Expand paths, folders and globs to a sorted list of files; missing ones are errors."""
         return resolve_paths(self.input.paths)
 
@@ -176,27 +178,31 @@ INPUT_SUFFIXES = (
 )
 
 
-def resolve_paths(paths: list[str]) -> list[Path]:
-    files: list[Path] = []
+def resolve_paths(paths: list[str]) -> list[Loc]:
+    """Files, folders and globs -> files (local ``Path`` or, for URLs, ``RemotePath``)."""
+    files: list[Loc] = []
     for raw in paths:
-        p = Path(raw)
+        p = storage.as_loc(raw)
         if any(ch in raw for ch in "*?["):
-            matches = sorted(Path(m) for m in glob.glob(raw, recursive=True))
-            matches = [m for m in matches if m.is_file()]
+            matches = storage.glob(raw) if storage.is_url(p) else [m for m in sorted(Path(m) for m in glob.glob(raw, recursive=True)) if m.is_file()]
             if not matches:
                 raise SpecError(f"input path {raw!r} matches no files")
             files.extend(matches)
-        elif p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(INPUT_SUFFIXES))
+        elif storage.is_dir(p) and storage.exists(p / "manifest.json"):
+            # a snapshot: its shards as the manifest lists them (not its state/ or quarantine/);
+            # each is checked against its sha256 when read
+            files.extend(p / s["path"] for s in storage.read_json(p / "manifest.json")["shards"])
+        elif storage.is_dir(p):
+            found = [f for f in storage.list_files(p) if f.name.endswith(INPUT_SUFFIXES)]
             if not found:
                 raise SpecError(f"input folder {raw!r} holds no readable shards ({', '.join(INPUT_SUFFIXES)})")
             files.extend(found)
-        elif p.is_file():
+        elif storage.is_file(p):
             files.append(p)
         else:
             raise SpecError(f"input path {raw!r} does not exist")
-    seen: set[Path] = set()
-    out = []
+    seen: set[Loc] = set()
+    out: list[Loc] = []
     for f in files:
         r = f.resolve()
         if r not in seen:

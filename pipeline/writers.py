@@ -1,4 +1,9 @@
-"""Writers: Parquet shards written atomically (temp file, then rename) and the manifest.
+"""Writers: Parquet shards written atomically and durably, and the manifest.
+
+Locally a file goes to a temp name, is fsynced, renamed into place and its folder fsynced
+(:func:`pipeline.storage.publish_local`), so a shard is on disk before the marker that names
+it. On an object store the shard is PUT at its final key (no rename exists there); the marker
+written after it is the commit (see :mod:`pipeline.storage`).
 
 Passthrough columns from JSONL can change type from batch to batch (an id that is an int in
 one record and a string in the next, a field that is null in the first thousand rows). The
@@ -9,7 +14,6 @@ are written as JSON text. Nothing is dropped for a schema mismatch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -19,29 +23,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline import schema
+from pipeline import schema, storage
+from pipeline.storage import Loc
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def atomic_write_bytes(path: Loc | str, data: bytes) -> None:
+    storage.write_bytes(path, data)
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+def atomic_write_json(path: Loc | str, obj: Any) -> None:
+    storage.write_json(path, obj)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def sha256_file(path: Loc | str) -> str:
+    return storage.sha256(path)
 
 
 def word_tokens(table: pa.Table) -> int:
@@ -95,19 +90,35 @@ class ParquetShardWriter:
     into one file under the unified schema, one row group at a time (memory stays bounded).
     """
 
-    def __init__(self, path: Path, compression: str = "zstd", row_group_rows: int = 10_000):
-        self.path = path
+    def __init__(self, path: Loc | str, compression: str = "zstd", row_group_rows: int = 10_000):
+        self.path = storage.as_loc(path)
+        self.remote = storage.is_url(self.path)
         self.compression = None if compression == "none" else compression
         self.row_group_rows = row_group_rows
-        self._parts: list[tuple[Path, pa.Schema]] = []
+        self._parts: list[tuple[Loc, pa.Schema]] = []
         self._writer: pq.ParquetWriter | None = None
+        self._sink: Any = None
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self.rows = 0
         self.tokens = 0
 
-    def _tmp(self, i: int) -> Path:
-        return self.path.with_name(f".{self.path.name}.tmp{i}-{os.getpid()}")
+    def _tmp(self, i: int) -> Loc:
+        if self.remote:  # the first part goes straight to its final key (no rename on S3)
+            return self.path if i == 0 else self.path.parent / f".{self.path.name}.tmp{i}-{os.getpid()}"
+        return storage.tmp_name(self.path, str(i))  # type: ignore[arg-type]
+
+    def _open_writer(self, where: Loc, sch: pa.Schema) -> pq.ParquetWriter:
+        self._sink = storage.open_output(where)
+        return pq.ParquetWriter(self._sink, sch, compression=self.compression)
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
@@ -118,12 +129,10 @@ class ParquetShardWriter:
             self._flush()
 
     def _open_part(self, sch: pa.Schema) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._close_writer()
         tmp = self._tmp(len(self._parts))
         self._parts.append((tmp, sch))
-        self._writer = pq.ParquetWriter(tmp, sch, compression=self.compression)
+        self._writer = self._open_writer(tmp, sch)
 
     def _flush(self) -> None:
         if not self._pending:
@@ -151,35 +160,53 @@ class ParquetShardWriter:
         self._flush()
         if self._writer is None:
             return False
-        self._writer.close()
-        self._writer = None
+        self._close_writer()
         if len(self._parts) == 1:
-            os.replace(self._parts[0][0], self.path)
+            self._publish(self._parts[0][0])
             return True
         final = self._parts[-1][1]  # each part's schema extends the one before
-        tmp = self._tmp(len(self._parts))
-        with pq.ParquetWriter(tmp, final, compression=self.compression) as w:
-            for part, _ in self._parts:
-                pf = pq.ParquetFile(part)
-                for i in range(pf.num_row_groups):
-                    w.write_table(conform(pf.read_row_group(i), final))
+        tmp = self._tmp(len(self._parts)) if not self.remote else self.path.parent / f".{self.path.name}.merge-{os.getpid()}"
+        w = self._open_writer(tmp, final)
         for part, _ in self._parts:
-            part.unlink()
-        os.replace(tmp, self.path)
+            pf = pq.ParquetFile(storage.open_input_file(part))
+            for i in range(pf.num_row_groups):
+                w.write_table(conform(pf.read_row_group(i), final))
+        self._writer = w
+        self._close_writer()
+        if self.remote:  # rewrite the merged file at the final key, then drop the parts
+            storage.write_bytes(self.path, storage.read_bytes(tmp))
+            storage.remove(tmp)
+        for part, _ in self._parts:
+            if part != self.path:
+                storage.remove(part)
+        if not self.remote:
+            self._publish(tmp)
         return True
 
+    def _publish(self, tmp: Loc) -> None:
+        if not self.remote:
+            storage.publish_local(tmp, self.path)  # type: ignore[arg-type]
+
     def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        try:
+            self._close_writer()
+        except Exception:  # noqa: BLE001 - the write already failed; clean up what we can
+            self._writer = self._sink = None
         for part, _ in self._parts:
-            if part.exists():
-                part.unlink()
+            if part != self.path:
+                storage.remove(part)
 
 
-def write_table_atomic(path: Path, table: pa.Table, compression: str = "zstd") -> None:
-    """Write one table to ``path`` atomically (an empty table still gets a file with its schema)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp, compression=None if compression == "none" else compression)
-    os.replace(tmp, path)
+def write_table_atomic(path: Loc | str, table: pa.Table, compression: str = "zstd") -> None:
+    """Write one table to ``path`` atomically and durably (an empty table still gets its schema)."""
+    loc = storage.as_loc(path)
+    comp = None if compression == "none" else compression
+    if storage.is_url(loc):
+        with storage.open_output(loc) as out:
+            pq.write_table(table, out, compression=comp)
+        return
+    assert isinstance(loc, Path)
+    loc.parent.mkdir(parents=True, exist_ok=True)
+    tmp = storage.tmp_name(loc)
+    pq.write_table(table, tmp, compression=comp)
+    storage.publish_local(tmp, loc)

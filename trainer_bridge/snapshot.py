@@ -28,11 +28,36 @@ def read_manifest(snapshot: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def shard_files(snapshot: str | Path, manifest: dict[str, Any]) -> list[Path]:
-    """Absolute shard paths in manifest order (paths in the manifest are folder-relative)."""
+class CorruptShardError(ValueError):
+    """A shard whose sha256 is not the one its manifest recorded."""
+
+
+def shard_files(snapshot: str | Path, manifest: dict[str, Any], verify: bool = True) -> list[Path]:
+    """Absolute shard paths in manifest order (paths in the manifest are folder-relative).
+
+    With ``verify`` (the default) every shard's sha256 is checked against the manifest first, so
+    a bit flip or a truncated copy stops training with the shard's name instead of feeding it
+    silently altered text (one extra sequential read per shard).
+    """
     root = Path(snapshot)
     root = root if root.is_dir() else root.parent
-    return [root / s["path"] for s in manifest["shards"]]
+    files = [root / s["path"] for s in manifest["shards"]]
+    if verify:
+        for path, entry in zip(files, manifest["shards"], strict=True):
+            want = entry.get("sha256")
+            if want and _sha256(path) != want:
+                raise CorruptShardError(f"{path}: sha256 does not match the manifest (corrupt or altered shard)")
+    return files
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def curriculum_phases(manifest: dict[str, Any]) -> list[dict[str, Any]]:

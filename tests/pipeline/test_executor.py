@@ -112,24 +112,28 @@ def _markers(out: Path) -> int:
 
 
 @pytest.mark.slow
-def test_sigkill_at_any_point_then_resume_gives_the_same_manifest(reference: dict, shards: Path, tmp_path: Path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_at_any_point_then_resume_gives_the_same_manifest(reference: dict, shards: Path, tmp_path: Path,
+                                                                  workers: int):
+    """kill -9 of the whole job (driver and, with workers=2, its pool) at several points."""
     out = tmp_path / "snap"
     spec_path = tmp_path / "spec.toml"
     data = _spec_data(shards, out)
     import tomllib  # noqa: F401  (spec written as TOML the way users write it)
 
     spec_path.write_text(_to_toml(data))
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(spec_path), "--no-progress"]
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(spec_path), "--no-progress", "--workers", str(workers)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     kills = 0
     # 8 shards x 2 segments + 1 reduce = 17 markers; kill after 1, 4, 9 (after the reduce), 12
     for target in (1, 4, 9, 12):
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
         deadline = time.time() + 120
         while proc.poll() is None and _markers(out) < target and time.time() < deadline:
             time.sleep(0.005)
         if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and its worker processes at once
             proc.wait()
             kills += 1
         assert not (out / "manifest.json").exists() or proc.returncode == 0

@@ -1,0 +1,130 @@
+"""A real two-node Ray cluster on one machine, for tests and the reliability benchmark.
+
+``ray start --head`` and ``ray start --address=…`` with separate temp dirs, their own CPUs and
+custom resources (``assay_head`` / ``assay_worker``), exactly as on two machines; only the IP
+is shared. Processes are found (and stopped) by the unique temp dir in their command line, so
+nothing else running Ray on this machine is touched (never ``ray stop``, which stops them all).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ray_bin() -> str:
+    exe = Path(sys.executable).parent / "ray"
+    return str(exe) if exe.exists() else "ray"
+
+
+class LocalRayCluster:
+    def __init__(self, head_cpus: float = 2, worker_cpus: float = 2, env: dict[str, str] | None = None,
+                 object_store_mb: int = 200):
+        # short path: Ray's Unix sockets live under it (107-byte limit)
+        self.root = Path(tempfile.mkdtemp(prefix="arc", dir="/tmp"))
+        self.head_dir = self.root / "h"
+        self.worker_dir = self.root / "w"
+        self.head_cpus, self.worker_cpus = head_cpus, worker_cpus
+        # token auth as a real cluster runs it (Ray 2.60): one token, given to every node and driver
+        import secrets
+
+        self.token_file = self.root / "auth_token"
+        self.token_file.write_text(secrets.token_hex(32))
+        self.token_file.chmod(0o600)
+        self.env = {**os.environ, **(env or {}), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+                    "RAY_AUTH_TOKEN_PATH": str(self.token_file)}
+        self.env.pop("RAY_ADDRESS", None)
+        self.env.pop("RAY_AUTH_TOKEN", None)
+        self.port = _free_port()
+        self.object_store = object_store_mb * 1024 * 1024
+        self.address = ""
+
+    def _start(self, args: list[str]) -> None:
+        r = subprocess.run([_ray_bin(), "start", *args, "--disable-usage-stats"], env=self.env,
+                           capture_output=True, text=True, timeout=180)
+        if r.returncode != 0:
+            raise RuntimeError(f"ray start {' '.join(args)} failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+
+    def start(self) -> LocalRayCluster:
+        self._start(["--head", f"--port={self.port}", f"--num-cpus={self.head_cpus}",
+                     "--resources", json.dumps({"assay_head": 1}), f"--temp-dir={self.head_dir}",
+                     "--include-dashboard=false", f"--object-store-memory={self.object_store}"])
+        # Ray records the head's interface address (it rewrites 127.0.0.1, ray #59110)
+        self.address = (self.head_dir / "ray_current_cluster").read_text().strip()
+        self._start([f"--address={self.address}", f"--num-cpus={self.worker_cpus}",
+                     "--resources", json.dumps({"assay_worker": 1}), f"--temp-dir={self.worker_dir}",
+                     f"--object-store-memory={self.object_store}"])
+        self.wait_nodes(2)
+        return self
+
+    def wait_nodes(self, n: int, timeout: float = 60) -> None:
+        code = ("import ray,sys; ray.init(address=sys.argv[1], log_to_driver=False); "
+                "print(sum(1 for x in ray.nodes() if x['Alive']))")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            r = subprocess.run([sys.executable, "-c", code, self.address], env=self.env, capture_output=True,
+                               text=True, timeout=120)
+            if r.returncode == 0 and r.stdout.strip().splitlines()[-1:] == [str(n)]:
+                return
+            time.sleep(1)
+        raise RuntimeError(f"the cluster did not reach {n} live nodes")
+
+    def pids(self, where: Path | None = None, name: str = "") -> list[int]:
+        mark = str(where or self.root)
+        out = []
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if mark in cmd and name in cmd and int(d.name) != os.getpid():
+                out.append(int(d.name))
+        return out
+
+    def kill_worker_raylet(self) -> int:
+        """SIGKILL the worker node's raylet (its actors and object store die with it)."""
+        pids = self.pids(self.worker_dir, "raylet/raylet")
+        if not pids:
+            raise RuntimeError("no raylet of the worker node found")
+        for p in pids:
+            os.kill(p, signal.SIGKILL)
+        return pids[0]
+
+    def stop(self) -> None:
+        for _ in range(5):
+            pids = self.pids()
+            if not pids:
+                break
+            for p in pids:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.5)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> LocalRayCluster:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,148 @@
+"""Remote storage: a run whose inputs, shards, artifacts, barrier state and markers live on S3
+(moto's standalone server on loopback) writes the same manifest as the local run."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import storage
+from pipeline.executor import ShardWorker
+from pipeline.run import run_spec
+from pipeline.spec import PipelineSpec
+from tests.pipeline.test_executor import _spec_data, _to_toml, _write_shards
+from tests.s3server import moto_s3
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_remote_path_keeps_the_url_and_joins_like_a_path():
+    p = storage.as_loc("s3://bucket/runs/x/")
+    assert isinstance(p, storage.RemotePath) and str(p) == "s3://bucket/runs/x"
+    q = p / "shards" / "part-00000-a.parquet"
+    assert str(q) == "s3://bucket/runs/x/shards/part-00000-a.parquet"
+    assert q.name == "part-00000-a.parquet" and q.parent.parent == p
+    assert q.relative_to(p) == "shards/part-00000-a.parquet"
+    assert isinstance(storage.as_loc("runs/x"), Path) and isinstance(storage.as_loc("file:///tmp/x"), Path)
+    assert not q.is_relative_to(Path("/")), "a URL is never under a local root (the service relies on it)"
+
+
+def test_glob_and_listing_on_an_fsspec_url():
+    root = storage.as_loc("memory://assay-test/glob")
+    for name in ("a/1.jsonl", "a/2.jsonl.gz", "b/c/3.jsonl", "x.txt"):
+        storage.write_bytes(root / name, b"{}\n")
+    names = [f.relative_to(root) for f in storage.glob("memory://assay-test/glob/**/*.jsonl")]
+    assert names == ["a/1.jsonl", "b/c/3.jsonl"]
+    assert [f.relative_to(root) for f in storage.glob("memory://assay-test/glob/a/*")] == ["a/1.jsonl", "a/2.jsonl.gz"]
+    assert storage.is_dir(root / "a") and storage.is_file(root / "x.txt") and not storage.exists(root / "nope")
+    storage.remove_tree(root)
+    assert storage.list_files(root) == []
+
+
+@pytest.fixture(scope="module")
+def s3(monkeypatch_module) -> dict[str, str]:
+    with moto_s3("assay") as env:
+        for k, v in env.items():
+            monkeypatch_module.setenv(k, v)
+        storage._filesystem.cache_clear()
+        yield env
+    storage._filesystem.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def local_inputs(tmp_path_factory, raw_docs) -> Path:
+    folder = tmp_path_factory.mktemp("s3in")
+    _write_shards(raw_docs[:240], folder, 4)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local_ref(local_inputs: Path, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("s3ref") / "snap"
+    return run_spec(PipelineSpec.from_dict(_spec_data(local_inputs, out)), progress=False)
+
+
+def _without_input_paths(m: dict) -> dict:
+    m = copy.deepcopy(m)
+    m["spec"]["input"].pop("paths")
+    return m
+
+
+@pytest.mark.timeout(300)
+def test_outputs_on_s3_give_the_local_manifest(s3: dict, local_inputs: Path, local_ref: dict):
+    out = "s3://assay/runs/out-only"
+    m = run_spec(PipelineSpec.from_dict(_spec_data(local_inputs, out)), progress=False)  # type: ignore[arg-type]
+    assert m == local_ref
+    stored = storage.read_json(f"{out}/manifest.json")
+    assert stored == local_ref
+    for s in stored["shards"]:  # the shard bytes on S3 are the ones the manifest names
+        assert storage.sha256(f"{out}/{s['path']}") == s["sha256"]
+    names = {str(f.relative_to(storage.as_loc(out))) for f in storage.list_files(out)}
+    assert any(n.startswith("state/dedup.exact/") for n in names), "barrier state is kept with the snapshot"
+    assert not any(".tmp" in n for n in names), "object stores get no temp objects (no rename there)"
+
+
+@pytest.mark.timeout(300)
+def test_inputs_and_outputs_on_s3_and_resume_give_the_local_manifest(s3: dict, local_inputs: Path, local_ref: dict,
+                                                                     monkeypatch):
+    for f in sorted(local_inputs.iterdir()):
+        storage.write_bytes(f"s3://assay/inputs/{f.name}", f.read_bytes())
+    out = "s3://assay/runs/all-remote"
+    spec = PipelineSpec.from_dict(_spec_data("s3://assay/inputs", out))  # type: ignore[arg-type]
+    first = run_spec(spec, progress=False)
+    assert _without_input_paths(first) == _without_input_paths(local_ref)
+    assert first["spec"]["input"]["paths"] == ["s3://assay/inputs"]
+    # a run that dies after 6 shard tasks (4 of segment 0, the reduce, 2 of segment 1), then resumes
+    out2 = "s3://assay/runs/all-remote-crash"
+    spec2 = PipelineSpec.from_dict(_spec_data("s3://assay/inputs", out2))  # type: ignore[arg-type]
+    real_run = ShardWorker.run
+    calls = {"n": 0}
+
+    def dying_run(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise RuntimeError("simulated crash")
+        return real_run(self, *a, **kw)
+
+    monkeypatch.setattr(ShardWorker, "run", dying_run)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_spec(spec2, progress=False)
+    monkeypatch.setattr(ShardWorker, "run", real_run)
+    assert not storage.exists(f"{out2}/manifest.json")
+    assert len(storage.list_files(f"{out2}/_work/markers/seg1")) == 2
+    again = run_spec(spec2, progress=False)
+    assert _without_input_paths(again) == _without_input_paths(first)
+    t = pq.read_table(storage.open_input_file(f"{out}/{first['shards'][0]['path']}"))
+    assert t.num_rows == first["shards"][0]["rows"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_cli_run_on_s3_with_two_workers_and_verify(s3: dict, local_inputs: Path, local_ref: dict, tmp_path: Path):
+    """The CLI with workers=2 (each worker process reaches S3 from the AWS_* variables alone)."""
+    out = "s3://assay/runs/cli-2w"
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(_to_toml(_spec_data(local_inputs, out)))  # type: ignore[arg-type]
+    env = {**os.environ, **s3}
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(spec_path), "--workers", "2", "--no-progress", "--json"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout) == local_ref
+    v = subprocess.run([sys.executable, "-m", "pipeline.cli", "verify", out], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert v.returncode == 0, v.stderr + v.stdout
+    assert f"{local_ref['totals']['shards']} shards" in v.stdout
