@@ -304,6 +304,13 @@ def smollm2_cmd() -> None:
 )
 @click.option("--eval-where", multiple=True, metavar="FIELD=VALUE")
 @click.option("--eval-seqs", default=64, show_default=True)
+@click.option(
+    "--gptq",
+    "calib_path",
+    type=click.Path(exists=True),
+    default=None,
+    help="int4 by GPTQ, calibrated on this text (snapshot/JSONL/Parquet) instead of RTN.",
+)
 def quantize(
     checkpoint: str,
     out: str,
@@ -312,6 +319,7 @@ def quantize(
     eval_path: str | None,
     eval_where: tuple[str, ...],
     eval_seqs: int,
+    calib_path: str | None,
 ) -> None:
     """Weight-only PTQ of CHECKPOINT (int8 per channel / int4 per group) into OUT.
 
@@ -320,10 +328,19 @@ def quantize(
     """
     from trainer_bridge.quantize import quantize_checkpoint
 
+    if calib_path and method != "int4":
+        raise click.UsageError("--gptq applies to --method int4")
     click.echo(
         json.dumps(
             quantize_checkpoint(
-                checkpoint, out, method, group_size, eval_path, list(eval_where), eval_seqs
+                checkpoint,
+                out,
+                method,
+                group_size,
+                eval_path,
+                list(eval_where),
+                eval_seqs,
+                calib_path=calib_path,
             ),
             indent=1,
         )
@@ -333,15 +350,26 @@ def quantize(
 @train.command("export")
 @click.argument("checkpoint", type=click.Path(exists=True))
 @click.argument("out", type=click.Path(file_okay=False))
-def export(checkpoint: str, out: str) -> None:
-    """Export CHECKPOINT to a Hugging Face Llama folder (config, safetensors, tokenizer)."""
-    from trainer_bridge.export import export_hf
+@click.option(
+    "--gguf",
+    "gguf_types",
+    multiple=True,
+    type=click.Choice(["F32", "F16", "Q8_0", "Q4_0"]),
+    help="Also write OUT/model-TYPE.gguf (llama layout, llama.cpp / gguf readable).",
+)
+def export(checkpoint: str, out: str, gguf_types: tuple[str, ...]) -> None:
+    """Export CHECKPOINT to a Hugging Face Llama folder (config, safetensors, tokenizer),
+    and with --gguf to GGUF files beside it."""
+    from trainer_bridge.export import export_gguf, export_hf
     from trainer_bridge.tokenizer import TextTokenizer
-    from trainer_bridge.trainer import load_model
+    from trainer_bridge.trainer import load_any_model
 
-    model, ck = load_model(checkpoint)
+    model, tok_folder = load_any_model(checkpoint)
+    tok = TextTokenizer(tok_folder)
     try:
-        folder = export_hf(model, TextTokenizer(ck["tokenizer"]), out)
+        folder = export_hf(model, tok, out)
+        for q in gguf_types:
+            export_gguf(model, tok, folder / f"model-{q}.gguf", q)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     click.echo(str(folder))

@@ -459,6 +459,8 @@ def quantize_checkpoint(
     eval_seqs: int = 64,
     measure_speed: bool = True,
     eval_seq_len: int = 256,
+    calib_path: str | None = None,
+    calib_seqs: int = 32,
 ) -> dict[str, Any]:
     """Quantize an assay checkpoint (or a local HF Llama folder) into ``out``; with
     ``eval_path``, report fp32 vs quantized perplexity, sizes and forward tokens/s."""
@@ -471,10 +473,17 @@ def quantize_checkpoint(
 
     model, tok_folder = load_any_model(checkpoint)
     tok = TextTokenizer(tok_folder)
-    qmodel = quantize_model(copy.deepcopy(model), method, group_size)
+    if calib_path:  # GPTQ, calibrated on this text
+        seq = min(model.cfg.max_seq_len, eval_seq_len)
+        calib_texts = read_texts(calib_path, max_chars=calib_seqs * seq * 8)
+        calib = build_eval_tensor(calib_texts, tok, seq, calib_seqs)[:, :-1]
+        qmodel = quantize_model_gptq(copy.deepcopy(model), calib, group_size)
+    else:
+        qmodel = quantize_model(copy.deepcopy(model), method, group_size)
     path = save_quantized(qmodel, out, method, group_size, tok.folder)
     report: dict[str, Any] = {
         "method": method,
+        "algorithm": "gptq" if calib_path else "rtn",
         "group_size": group_size,
         "path": str(path),
         "bytes": file_size(path),

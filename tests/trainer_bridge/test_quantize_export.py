@@ -205,7 +205,9 @@ def test_gguf_export_reads_back_in_gguf_and_transformers(trained_run: Path, tmp_
 
     model, ck = load_model(trained_run)
     tok = TextTokenizer(ck["tokenizer"])
-    paths = {q: export_gguf(model, tok, tmp_path / f"m-{q}.gguf", q) for q in ("F32", "Q8_0", "Q4_0")}
+    paths = {
+        q: export_gguf(model, tok, tmp_path / f"m-{q}.gguf", q) for q in ("F32", "Q8_0", "Q4_0")
+    }
     sizes = {q: p.stat().st_size for q, p in paths.items()}
     assert sizes["Q4_0"] < sizes["Q8_0"] < 0.4 * sizes["F32"]
     summ = read_gguf_summary(paths["Q8_0"])
@@ -230,3 +232,39 @@ def test_gguf_export_reads_back_in_gguf_and_transformers(trained_run: Path, tmp_
                 assert torch.allclose(ours, theirs, atol=atol), (ours - theirs).abs().max()
             else:  # 8-bit blocks: the same predictions, nearly
                 assert (ours.argmax(-1) == theirs.argmax(-1)).float().mean() > 0.9
+
+
+def test_cli_gptq_quantize_and_gguf_export(trained_run: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from trainer_bridge.cli import train
+
+    q = CliRunner().invoke(
+        train,
+        [
+            "quantize",
+            str(trained_run),
+            str(tmp_path / "q"),
+            "--method",
+            "int4",
+            "--gptq",
+            str(EVAL),
+            "--eval",
+            str(EVAL),
+            "--eval-seqs",
+            "8",
+        ],
+    )
+    assert q.exit_code == 0, q.output
+    rep = json.loads(q.output)
+    assert rep["algorithm"] == "gptq" and rep["ppl_increase"] < 0.05
+    bad = CliRunner().invoke(
+        train, ["quantize", str(trained_run), str(tmp_path / "x"), "--gptq", str(EVAL)]
+    )
+    assert bad.exit_code != 0 and "--gptq applies to --method int4" in bad.output
+    e = CliRunner().invoke(
+        train, ["export", str(trained_run), str(tmp_path / "hf"), "--gguf", "Q8_0"]
+    )
+    assert e.exit_code == 0, e.output
+    assert (tmp_path / "hf" / "model-Q8_0.gguf").stat().st_size > 0
+    assert (tmp_path / "hf" / "config.json").exists()
