@@ -29,7 +29,7 @@ from pydantic import Field
 
 from pipeline import schema
 from pipeline.registry import register
-from pipeline.stage import Resources, ScoreStage, StageConfig
+from pipeline.stage import PathField, Resources, ScoreStage, StageConfig
 
 
 def default_encoder_dir() -> Path:
@@ -167,7 +167,7 @@ def train_embedding_head(
 
 
 class EmbeddingConfig(StageConfig):
-    head_path: str = Field(description="*.head.json from `assay classifier train embedding`")
+    head_path: str = PathField(kind="model", description="*.head.json from `assay classifier train embedding`")
     name: str = Field("embedding", description="score column is quality.<name>")
     tokens_per_batch: int = Field(8192, gt=0, description="padded word pieces per forward pass")
     threads: int = Field(1, ge=1, description="torch threads per worker")

@@ -31,7 +31,7 @@ from pydantic import Field
 from classifiers.data import LabelledTexts, default_positive_label
 from pipeline import schema
 from pipeline.registry import register
-from pipeline.stage import Resources, ScoreStage, StageConfig
+from pipeline.stage import PathField, Resources, ScoreStage, StageConfig
 
 LABEL_PREFIX = "__label__"
 logger = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ def train_fasttext(
 
 
 class FastTextScorerConfig(StageConfig):
-    model_path: str = Field(description="fastText .bin trained by `assay classifier train fasttext`")
+    model_path: str = PathField(kind="model", description="fastText .bin trained by `assay classifier train fasttext`")
     name: str = Field("fasttext", description="score column is quality.<name>")
     positive_label: str | None = Field(
         None, description="label whose probability is the score; default: from the sidecar JSON"

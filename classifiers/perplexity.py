@@ -35,7 +35,7 @@ from pydantic import Field
 
 from pipeline import schema
 from pipeline.registry import register
-from pipeline.stage import Resources, ScoreStage, StageConfig
+from pipeline.stage import PathField, Resources, ScoreStage, StageConfig
 
 EOS = "<|endoftext|>"
 META_FILE = "assay_lm.json"
@@ -303,7 +303,8 @@ class PerplexityLM:
 
 
 class PerplexityConfig(StageConfig):
-    model_path: str = Field(
+    model_path: str = PathField(
+        kind="model",
         description="folder from `assay classifier train perplexity`, or a local HF causal LM"
     )
     name: str = Field("perplexity", description="score column is quality.<name>")

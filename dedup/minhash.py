@@ -38,7 +38,7 @@ from pydantic import Field, model_validator
 
 from pipeline import schema
 from pipeline.registry import register
-from pipeline.stage import BarrierStage, Resources, StageConfig, StageContext
+from pipeline.stage import PathField, BarrierStage, Resources, StageConfig, StageContext
 
 SHINGLES = "shingles"
 BANDS = "bands"
@@ -70,7 +70,8 @@ class MinhashDedupConfig(StageConfig):
     quality_column: str | None = Field(
         None, description="keep the cluster member with the highest value of this column"
     )
-    against: list[str] = Field(
+    against: list[str] = PathField(
+        kind="snapshot",
         default_factory=list,
         description="earlier snapshot folders whose MinHash index new docs are deduped against",
     )

@@ -31,6 +31,9 @@ LAZY_GROUPS: dict[str, str] = {
     "train": "trainer_bridge.cli:train",
     "eval": "trainer_bridge.cli:eval_group",
     "synth": "synth.cli:synth",
+    "serve": "pipeline.service.cli:serve",
+    "token": "pipeline.service.cli:token",
+    "report": "pipeline.service.cli:report",
 }
 
 
@@ -244,21 +247,6 @@ def verify(snapshot: str) -> None:
         sys.exit(1)
     click.echo(f"ok: snapshot {manifest['snapshot_id']}: {t['shards']} shards, {t['rows']:,} rows, "
                f"{t['bytes']:,} bytes verified by sha256")
-
-
-@main.command()
-@click.option("--root", required=True, type=click.Path(file_okay=False), help="folder for the catalog and job snapshots")
-@click.option("--input-root", "input_roots", multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="folder that submitted specs may read from (repeatable)")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-def serve(root: str, input_roots: tuple[str, ...], host: str, port: int) -> None:
-    """Serve the REST API: submit jobs, browse snapshots, stream shards (see pipeline/service.py)."""
-    import uvicorn
-
-    from pipeline.service import create_app
-
-    uvicorn.run(create_app(root, list(input_roots)), host=host, port=port)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

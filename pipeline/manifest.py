@@ -129,10 +129,9 @@ def build_manifest(spec: PipelineSpec, spec_hash: str, root: Loc, final_markers:
             "input": storage.as_loc(m["input"]).name,
         })
     content = hashlib.sha256("".join(s["sha256"] for s in shards).encode()).hexdigest()
-    against = []
-    for entry in spec.stages:
-        cfg = entry.config_dict()
-        for p in cfg.get("against", []) or []:
+    against = []  # lineage: the snapshots stages declare they read (``snapshot`` path fields)
+    for stage in spec.build_stages():
+        for p in stage.reads_snapshots():
             mf = Path(p) / "manifest.json"
             if mf.exists():
                 import json

@@ -28,15 +28,45 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline import schema
+
+#: JSON-schema key that marks a config field as naming files (value: the path kind).
+PATH_KEY = "x-assay-path"
+#: ``file``/``dir``: something on disk the stage opens; ``model``: a model file or folder;
+#: ``snapshot``: an earlier snapshot the stage reads (recorded as a parent in the lineage).
+PATH_KINDS = ("file", "dir", "model", "snapshot")
+
+
+def PathField(default: Any = ..., *, kind: str = "file", **kwargs: Any) -> Any:  # noqa: N802 - a Field
+    """A config field that names a file, folder, model or snapshot (a str or a list of str).
+
+    Declaring it lets the REST service confine it under its roots before anything is opened,
+    and lets the manifest record ``snapshot`` fields as parents: one mechanism for every stage,
+    no list of special cases. Use it for every field that names something on disk.
+    """
+    if kind not in PATH_KINDS:
+        raise ValueError(f"PathField kind {kind!r}: expected one of {PATH_KINDS}")
+    extra = dict(kwargs.pop("json_schema_extra", None) or {})
+    extra[PATH_KEY] = kind
+    return Field(default, json_schema_extra=extra, **kwargs)
 
 
 class StageConfig(BaseModel):
     """Base for stage configs: unknown fields are errors, so typos never pass silently."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def path_fields(cls) -> dict[str, str]:
+        """Fields declared with :func:`PathField`: name -> kind."""
+        out = {}
+        for name, f in cls.model_fields.items():
+            extra = f.json_schema_extra
+            if isinstance(extra, dict) and extra.get(PATH_KEY):
+                out[name] = str(extra[PATH_KEY])
+        return out
 
 
 @dataclass(frozen=True)
@@ -126,6 +156,19 @@ class Stage(ABC):
     def output_columns(self) -> tuple[str, ...]:
         """Columns this configured instance adds (defaults to the class's ``outputs``)."""
         return self.outputs
+
+    def reads_snapshots(self) -> list[str]:
+        """Earlier snapshot folders this stage reads (its ``snapshot`` path fields): the lineage."""
+        out: list[str] = []
+        for name, kind in self.config.path_fields().items():
+            if kind != "snapshot":
+                continue
+            value = getattr(self.config, name, None)
+            if isinstance(value, str):
+                out.append(value)
+            elif isinstance(value, (list, tuple)):
+                out.extend(str(v) for v in value)
+        return out
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, config={self.config!r})"

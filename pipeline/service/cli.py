@@ -1,0 +1,119 @@
+"""``assay serve``, ``assay token create|list|revoke``, ``assay report``."""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from pathlib import Path
+
+import click
+
+
+def _catalog(root: str, catalog: str | None):  # type: ignore[no-untyped-def]
+    from pipeline.service.catalog import Catalog, catalog_url
+
+    Path(root).mkdir(parents=True, exist_ok=True)
+    return Catalog(catalog_url(root, catalog))
+
+
+def _loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command()
+@click.option("--root", required=True, type=click.Path(file_okay=False), help="folder for the catalog, job work folders and snapshots")
+@click.option("--input-root", "input_roots", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="folder that submitted specs may read from: inputs, models, earlier snapshots (repeatable)")
+@click.option("--catalog", help="catalog URL (default: SQLite in ROOT); e.g. postgresql://user@host:5432/assay")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--max-jobs", default=2, show_default=True, type=int, help="jobs running at once (one worker process each)")
+@click.option("--ray", metavar="auto|ADDRESS", help="run jobs on Ray")
+@click.option("--keep-failed-hours", default=24.0, show_default=True, type=float,
+              help="work folders of failed/cancelled jobs are removed after this long (resubmitting resumes until then)")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="serve HTTPS with this certificate")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False))
+def serve(root: str, input_roots: tuple[str, ...], catalog: str | None, host: str, port: int, max_jobs: int,
+          ray: str | None, keep_failed_hours: float, tls_cert: str | None, tls_key: str | None) -> None:
+    """Serve the REST API (pipeline/service): jobs, snapshots, shards, reports. Needs tokens: `assay token create`."""
+    import uvicorn
+
+    from pipeline.service.app import create_app
+
+    if not _loopback(host) and not tls_cert:
+        click.echo(f"warning: serving on {host} without TLS: bearer tokens cross the network in clear text; "
+                   "pass --tls-cert/--tls-key or put a TLS proxy in front", err=True)
+    app = create_app(root, list(input_roots), catalog=catalog, max_jobs=max_jobs, ray=ray,
+                     keep_failed_s=keep_failed_hours * 3600)
+    uvicorn.run(app, host=host, port=port, ssl_certfile=tls_cert, ssl_keyfile=tls_key, log_level="info")
+
+
+@click.group()
+def token() -> None:
+    """Create, list and revoke API tokens (roles: read < submit < admin)."""
+
+
+@token.command("create")
+@click.option("--root", required=True, type=click.Path(file_okay=False))
+@click.option("--catalog", help="catalog URL (default: SQLite in ROOT)")
+@click.option("--role", required=True, type=click.Choice(["read", "submit", "admin"]))
+@click.option("--name", required=True, help="who or what uses it")
+def token_create(root: str, catalog: str | None, role: str, name: str) -> None:
+    """Print a new token once (only its sha256 is stored)."""
+    cat = _catalog(root, catalog)
+    tid, tok = cat.create_token(name, role)
+    click.echo(f"token {tid} ({role}, {name}) — shown once, keep it safe:", err=True)
+    click.echo(tok)
+
+
+@token.command("list")
+@click.option("--root", required=True, type=click.Path(file_okay=False))
+@click.option("--catalog")
+def token_list(root: str, catalog: str | None) -> None:
+    import time
+
+    for t in _catalog(root, catalog).list_tokens():
+        state = "revoked" if t["revoked_at"] else "live"
+        click.echo(f"{t['id']}  {t['role']:<6}  {state:<7}  {time.strftime('%Y-%m-%d %H:%M', time.gmtime(t['created_at']))}  {t['name']}")
+
+
+@token.command("revoke")
+@click.option("--root", required=True, type=click.Path(file_okay=False))
+@click.option("--catalog")
+@click.argument("token_id")
+def token_revoke(root: str, catalog: str | None, token_id: str) -> None:
+    """Revoke by token id or name."""
+    n = _catalog(root, catalog).revoke_token(token_id)
+    if not n:
+        click.echo(f"error: no live token {token_id!r}", err=True)
+        sys.exit(2)
+    click.echo(f"revoked {n} token(s)")
+
+
+@click.command()
+@click.argument("snapshot")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="the HTML file to write")
+@click.option("--token", "tok", envvar="ASSAY_TOKEN", help="bearer token when SNAPSHOT is a URL (or $ASSAY_TOKEN)")
+def report(snapshot: str, out: str, tok: str | None) -> None:
+    """Write a self-contained HTML report of SNAPSHOT (a folder, or http(s)://HOST/v1/snapshots/ID)."""
+    if snapshot.startswith(("http://", "https://")):
+        import urllib.request
+
+        url = snapshot.rstrip("/") + "/report"
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {tok}"} if tok else {})
+        with urllib.request.urlopen(req, timeout=120) as r:  # noqa: S310 - a URL the user gave
+            html = r.read().decode()
+    else:
+        from pipeline.service.report import render_report
+
+        if not (Path(snapshot) / "manifest.json").is_file():
+            click.echo(f"error: {snapshot!r} is not a snapshot folder (no manifest.json)", err=True)
+            sys.exit(2)
+        html = render_report(Path(snapshot))
+    Path(out).write_text(html, encoding="utf-8")
+    click.echo(f"wrote {out} ({len(html) / 1e6:.1f} MB, self-contained)")
