@@ -206,12 +206,25 @@ def tokenizer_cmd(snapshot: str, out: str | None, vocab_size: int, max_chars: in
     click.echo(str(train_tokenizer(snapshot, out, vocab_size=vocab_size, max_chars=max_chars)))
 
 
+class _SnapshotArg(click.Path):
+    """A snapshot folder, or ``http(s)://HOST/v1/snapshots/ID`` served by ``assay serve``."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if str(value).startswith(("http://", "https://")):
+            return str(value)
+        return super().convert(value, param, ctx)
+
+
 @train.command("pretrain")
-@click.argument("snapshot", type=click.Path(exists=True, file_okay=False))
+@click.argument("snapshot", type=_SnapshotArg(exists=True, file_okay=False))
 @click.argument("out", type=click.Path(file_okay=False))
+@click.option("--token", "remote_token", envvar="ASSAY_TOKEN", default=None,
+              help="Bearer token when SNAPSHOT is a URL (or $ASSAY_TOKEN); shards go to a sha256-verified cache.")
 @_training_options
-def pretrain(snapshot: str, out: str, **kw: Any) -> None:
+def pretrain(snapshot: str, out: str, remote_token: str | None = None, **kw: Any) -> None:
     """Pretrain a compact GPT on SNAPSHOT into OUT (resumes exactly if OUT has a checkpoint).
+
+    SNAPSHOT is a folder or http(s)://HOST/v1/snapshots/ID (pulled once into a local cache).
 
     AdamW, WSD or cosine schedule (WSD decays from a curriculum's anneal phase), per-token loss
     weights from the snapshot's `weight` column, gradient accumulation, bf16 + torch.compile on
@@ -219,6 +232,13 @@ def pretrain(snapshot: str, out: str, **kw: Any) -> None:
     """
     from trainer_bridge.trainer import train as run
 
+    if snapshot.startswith(("http://", "https://")):
+        from trainer_bridge.remote import RemoteError, pull_snapshot
+
+        try:
+            snapshot = str(pull_snapshot(snapshot, token=remote_token))
+        except (RemoteError, ValueError) as e:
+            raise click.UsageError(str(e)) from None
     try:
         cfg = _config(snapshot, out, kw)
     except ValueError as e:

@@ -223,6 +223,9 @@ class ShardLoader(IterableDataset):
         max_batches: stop after this many batches in total (``None``: run forever, epoch after
             epoch).
         cache_dir: where the token cache goes (default: inside the snapshot).
+        remote_token: bearer token when ``snapshot`` is ``http(s)://HOST/v1/snapshots/ID``
+            (default ``$ASSAY_TOKEN``); the shards are pulled into a verified local cache
+            (``remote_cache``, default ``$ASSAY_CACHE/remote``) by :mod:`trainer_bridge.remote`.
     """
 
     def __init__(
@@ -234,8 +237,14 @@ class ShardLoader(IterableDataset):
         seed: int = 0,
         max_batches: int | None = None,
         cache_dir: str | Path | None = None,
+        remote_token: str | None = None,
+        remote_cache: str | Path | None = None,
     ) -> None:
         super().__init__()
+        if str(snapshot).startswith(("http://", "https://")):
+            from trainer_bridge.remote import pull_snapshot
+
+            snapshot = pull_snapshot(str(snapshot), token=remote_token, cache_dir=remote_cache)
         self.snapshot = str(snapshot)
         self.manifest = read_manifest(snapshot)
         self.tokenizer = (

@@ -490,9 +490,12 @@ def create_app(root: str | Path, input_roots: list[str | Path] | None = None, *,
         comps["SubmittedSpec"] = spec_schema
         comps.pop("HTTPValidationError", None)
         comps.pop("ValidationError", None)
+        err_content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
         for path_item in doc.get("paths", {}).values():
             for op in path_item.values():
                 resp = op.get("responses", {})
+                if op.get("requestBody"):
+                    resp.setdefault("400", {"description": "the body could not be parsed"})
                 if "422" in resp or any(p.get("in") in ("path", "query") for p in op.get("parameters", [])) \
                         or "requestBody" in op:
                     resp["422"] = {"description": resp.get("422", {}).get("description", "invalid request"),
@@ -502,6 +505,9 @@ def create_app(root: str | Path, input_roots: list[str | Path] | None = None, *,
                                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
                     resp.setdefault("415", {"description": "unsupported content type",
                                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+                for code, r in resp.items():  # every error is {"detail": "..."} as JSON
+                    if code.isdigit() and int(code) >= 400 and code != "416":
+                        r["content"] = err_content
         app.openapi_schema = doc
         return doc
 
