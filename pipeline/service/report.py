@@ -140,7 +140,8 @@ def render_report(folder: str | Path, lineage: dict[str, Any] | None = None,
 td,th{{border:1px solid #ddd;padding:3px 8px;text-align:right}} th{{background:#f4f4f4}} .plot{{margin:12px 0}}
 pre{{background:#f7f7f7;padding:8px;max-height:300px;overflow:auto;font-size:12px}}</style>
 <script>window.assayReport={{errors:[],plots:0,expected:{len(figs)}}};
-window.addEventListener('error',function(e){{window.assayReport.errors.push(String(e.message))}});</script>
+window.addEventListener('error',function(e){{window.assayReport.errors.push(String(e.message))}});
+(function(){{var orig=console.error;console.error=function(){{window.assayReport.errors.push(Array.prototype.join.call(arguments,' '));return orig.apply(console,arguments)}}}})();</script>
 <script>{plotly_js()}</script></head><body>
 <h1>Snapshot <code>{esc(manifest['snapshot_id'])}</code></h1>
 <p><b>{esc(str(manifest.get('name', '')))}</b> · assay {esc(str(manifest.get('code_version', '')))} ·
@@ -164,6 +165,8 @@ window.addEventListener('error',function(e){{window.assayReport.errors.push(Stri
     marker.setAttribute('data-plots', String(window.assayReport.plots));
     marker.setAttribute('data-errors', String(window.assayReport.errors.length));
     marker.setAttribute('data-points', String(document.querySelectorAll('.plot .point, .plot .bars path, .plot .funnel path').length));
+    var per = []; document.querySelectorAll('.plot').forEach(function(d){{ per.push(d.querySelectorAll('.trace path').length); }});
+    marker.setAttribute('data-marks-per-plot', per.join(','));
     document.body.appendChild(marker);
   }});
 }})();
