@@ -291,7 +291,11 @@ def create_app(root: str | Path, input_roots: list[str | Path] | None = None, *,
 
     @app.get("/v1/jobs/{job_id}/events", tags=["jobs"], responses={
         200: {"description": "server-sent events: `state`, `progress`, `log`, and `end` when the job finished",
-              "content": {"text/event-stream": {"schema": {"type": "string"}}}}, **AUTH_ERRORS, 404: ERR})
+              "content": {"text/event-stream": {"schema": {
+                  "type": "object", "required": ["data"],
+                  "properties": {"id": {"type": "string"}, "data": {"type": "string", "description": "JSON"},
+                                 "event": {"type": "string", "enum": ["state", "progress", "log", "end"]}}}}}},
+        **AUTH_ERRORS, 404: ERR})
     async def job_events(request: Request, job_id: JobIdParam, _: str = READ) -> Any:
         """Progress and log lines as server-sent events, resumable with `Last-Event-ID`."""
         from sse_starlette.sse import EventSourceResponse
