@@ -34,7 +34,7 @@ from pydantic import Field
 from pipeline.filters.heuristics import CONSTANTS_PATH
 from pipeline.filters.words import split_words
 from pipeline.registry import register
-from pipeline.stage import FilterStage, Resources, StageConfig
+from pipeline.stage import FilterStage, PathField, Resources, StageConfig
 
 _NUMBERS = re.compile(r"\d+([.,،٫⎖⎗⎘]\d+)?")  # str patterns: \d is any Unicode Nd digit
 _WS = re.compile(r"\s+")
@@ -87,7 +87,7 @@ def reference_hashes(label: str, query: str | None, n: int, find_query_ngrams: b
 
 
 class DecontaminateConfig(StageConfig):
-    reference: list[str] = Field(min_length=1, description="JSONL/Parquet files or folders of reference rows (text, query?, task?)")
+    reference: list[str] = PathField(kind="file", min_length=1, description="JSONL/Parquet files or folders of reference rows (text, query?, task?)")
     n_grams: int = Field(12, ge=1, le=64, description="words per window (datatrove's default: 12)")
     find_query_ngrams: bool = Field(False, description="also match windows of the query alone")
     find_overlap_ngrams: bool = Field(True, description="also match windows straddling query and label")

@@ -250,8 +250,13 @@ def _translate(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.S)
 
 
+FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".arrow", ".bin", ".ftz", ".txt", ".csv", ".tsv", ".gz", ".zst",
+                 ".sqlite", ".db", ".pt", ".safetensors", ".npy", ".toml", ".yaml", ".yml", ".warc", ".wet", ".model")
+
+
 def _looks_like_path(value: str) -> bool:
-    return "/" in value or "\\" in value or value.startswith("~")
+    v = value.strip().lower()
+    return "/" in v or "\\" in v or v.startswith(("~", ".")) or v.endswith(FILE_SUFFIXES)
 
 
 def confine_spec(data: dict[str, Any], confiner: Confiner) -> tuple[dict[str, Any], list[str]]:
@@ -317,7 +322,7 @@ def _confine_one(field: str, value: Any, kind: str, confiner: Confiner) -> Any:
         if not (p / "manifest.json").is_file():
             raise ConfinementError(f"spec error: {field}: {_show(value)} is not a snapshot (no manifest.json)")
         return str(p)
-    want = {"file": "file", "dir": "dir"}.get(kind, "any")
+    want = "dir" if kind == "dir" else "any"  # `file` fields often take a folder of files too
     return str(confiner.resolve(field, value, want=want))
 
 

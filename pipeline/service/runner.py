@@ -200,9 +200,11 @@ class Supervisor:
         cmd.append(j["id"])
         env = dict(os.environ)
         env["PYTHONPATH"] = PROJECT_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        cwd = self.root / "work" / "_cwd"  # empty: a relative path that slipped through finds nothing
+        cwd.mkdir(parents=True, exist_ok=True)
         with open(logs / f"{j['id']}.log", "ab") as fh:
             p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=env,
-                                 start_new_session=True, preexec_fn=_die_with_parent, cwd=str(self.root))
+                                 start_new_session=True, preexec_fn=_die_with_parent, cwd=str(cwd))
         self.procs[j["id"]] = p
         self.catalog.update_job(j["id"], pid=p.pid)
         self.catalog.add_event(j["id"], "state", {"status": "running", "attempt": (j["attempts"] or 0) + 1})

@@ -135,6 +135,11 @@ def test_paths_outside_roots_reveal_nothing(svc):
     assert _post(c, t, {"input": {"paths": ["file:///etc/passwd"]}, "stages": []}).status_code == 422
     r = _post(c, t, _spec(kind="filter.threshold", column="/etc/passwd"))
     assert r.status_code == 422 and "does not declare" in r.json()["detail"], r.text
+    r = _post(c, t, _spec(kind="filter.threshold", column="catalog.sqlite"))  # no slash, still a file name
+    assert r.status_code == 422 and "does not declare" in r.json()["detail"], r.text
+    for ref in ("/etc/passwd", "../svc/catalog.sqlite", "catalog.sqlite"):  # a reference set is a path field too
+        r = _post(c, t, _spec(kind="filter.decontaminate", reference=[ref]))
+        assert r.status_code == 422, (ref, r.text)
     assert c.get("/v1/jobs", headers=auth(t)).json()["total"] == 0
 
 
@@ -170,7 +175,8 @@ def test_every_stage_declares_its_path_fields():
     """A config field that names a file must be a PathField, or the service cannot confine it."""
     from pipeline.registry import all_stages
 
-    suspicious = ("path", "dir", "file", "against", "model", "index", "snapshot")
+    suspicious = ("path", "dir", "file", "against", "model", "index", "snapshot", "ref", "tokenizer", "checkpoint",
+                  "cache", "vocab", "corpus", "root", "folder")
     missing = []
     for kind, cls in all_stages().items():
         declared = cls.Config.path_fields()
