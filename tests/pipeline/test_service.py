@@ -66,6 +66,9 @@ def test_submit_follow_pull_and_store_once(tmp_path: Path, inputs: Path, catalog
         part = c.get(f"/v1/snapshots/{sid}/shards/0", headers={**h, "Range": "bytes=4-99"})
         assert part.status_code == 206 and part.content == r.content[4:100]
         assert c.get(f"/v1/snapshots/{sid}/shards/7", headers=h).status_code == 404
+        # immutable and verified: files are read-only; a damaged copy is never served
+        shard_file = root / "snapshots" / sid / man["shards"][0]["path"]
+        assert not shard_file.stat().st_mode & 0o222
 
         lin = c.get(f"/v1/snapshots/{sid}/lineage", headers=h).json()
         assert lin["job"]["id"] == job["id"] and lin["spec"]["stages"][0]["kind"] == "dedup.exact"
@@ -83,14 +86,20 @@ def test_submit_follow_pull_and_store_once(tmp_path: Path, inputs: Path, catalog
         page = c.get("/v1/jobs?status=succeeded&limit=1", headers=h).json()
         assert page["total"] == 2 and len(page["items"]) == 1 and page["next_offset"] == 1
         assert c.get("/v1/jobs?status=failed", headers=h).json()["total"] == 0
+        data = bytearray(shard_file.read_bytes())
+        data[100] ^= 0xFF
+        shard_file.chmod(0o644)
+        shard_file.write_bytes(bytes(data))
+        bad = c.get(f"/v1/snapshots/{sid}/shards/0", headers=h)
+        assert bad.status_code == 503 and "sha256" in bad.json()["detail"]
         metrics = c.get("/metrics", headers=h).text
         assert 'assay_jobs{state="succeeded"} 2.0' in metrics
         assert 'assay_stage_docs_out{kind="dedup.exact"} 150.0' in metrics
         assert "assay_http_request_seconds_bucket" in metrics
 
 
-def test_events_stream_resumes_by_last_event_id(tmp_path: Path, inputs: Path):
-    app = create_app(tmp_path / "svc", [inputs])
+def test_events_stream_resumes_by_last_event_id(tmp_path: Path, inputs: Path, catalog_url: str | None):
+    app = create_app(tmp_path / "svc", [inputs], catalog=catalog_url)
     _, tok = app.state.catalog.create_token("t", "submit")
     h = auth(tok)
     with TestClient(app) as c:

@@ -64,6 +64,8 @@ def test_a_50mb_body_is_cut_off_and_health_keeps_answering(live):
     if "r" in result:
         assert result["r"].status_code == 413
     assert httpx.get(srv.url + "/v1/jobs", headers=auth(tok)).json()["total"] == 0
+    log = (srv.root.parent / f"server-{srv.port}.log").read_text()
+    assert "GET /health" in log and tok not in log  # requests are logged, tokens never
 
 
 @pytest.mark.slow
