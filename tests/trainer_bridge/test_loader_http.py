@@ -128,3 +128,24 @@ def test_trainer_never_imports_the_pipeline():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_train_pretrain_and_report_take_a_url(served, tmp_path: Path, tokenizer_dir: Path, monkeypatch):
+    from click.testing import CliRunner
+
+    from tests.trainer_bridge.test_train_cli import TINY
+    from trainer_bridge.cli import train
+
+    srv, token, sid, _ = served
+    monkeypatch.setenv("ASSAY_CACHE", str(tmp_path / "cache"))
+    url = f"{srv.url}/v1/snapshots/{sid}"
+    r = CliRunner().invoke(train, ["pretrain", url, str(tmp_path / "run"), "--token", token,
+                                   "--tokenizer", str(tokenizer_dir), *TINY])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "cache" / "remote" / sid / "manifest.json").is_file()
+    bad = CliRunner().invoke(train, ["pretrain", url, str(tmp_path / "run2"), "--token", "assay_nope",
+                                     "--tokenizer", str(tokenizer_dir), *TINY])
+    assert bad.exit_code != 0 and "401" in bad.output
+    out = tmp_path / "r.html"
+    rep = cli("report", url, "--out", str(out), "--token", token)
+    assert "self-contained" in rep.stdout and sid in out.read_text()
