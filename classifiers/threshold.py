@@ -1,15 +1,18 @@
 """``filter.threshold``: keep or drop rows on any numeric score column.
 
-Absolute bounds (``min``/``max``) are applied directly. Percentile bounds
-(``min_percentile``/``max_percentile``, 0–100) are computed over the *whole input*, so this is
-a barrier stage: ``map`` emits ``(doc_id, value)`` per shard, ``reduce`` takes the percentiles
-of all values and writes the cutoffs to ``state_dir/threshold.json``, and ``process`` filters
-every shard with the same cutoffs. When only absolute bounds are set, ``map`` emits nothing
-and ``reduce`` just records the bounds, so the stage costs one pass.
+Absolute bounds (``min``/``max``) are applied directly: then the stage is no barrier
+(``needs_barrier`` is false) and the planner streams it like any filter. Percentile bounds
+(``min_percentile``/``max_percentile``, 0–100) are computed over the *whole input*, so then
+it is a barrier: ``map`` emits ``(doc_id, value)`` per shard, the reduce finds the exact
+percentiles (``np.percentile``'s linear interpolation, bit for bit) without gathering the
+values anywhere: partitions of shards return counts, then 4 rounds of merged 16-bit digit
+histograms select the order statistics (:func:`pipeline.reduce.exact_quantiles`); the
+cutoffs go to ``state_dir/threshold.json`` and ``process`` filters every shard with them.
 
 Dropped rows get the reason ``below_threshold.<column>``, ``above_threshold.<column>`` or
-``missing.<column>`` (null or NaN score, dropped unless ``keep_missing``). Memory of ``reduce``
-is 8 bytes per document (100 M documents = 800 MB).
+``missing.<column>`` (null or NaN score, dropped unless ``keep_missing``). A reduce task holds
+one shard's values (8 bytes per document) and a few 65,536-bin histograms; the driver holds
+the histograms only.
 """
 
 from __future__ import annotations
@@ -68,6 +71,26 @@ class ThresholdConfig(StageConfig):
         return self.min_percentile is not None or self.max_percentile is not None
 
 
+def _finite(path: str) -> np.ndarray:
+    v = pq.read_table(path, columns=["value"]).column("value").to_numpy()
+    return v[np.isfinite(v)]
+
+
+def _count_finite(paths: list[str]) -> int:
+    return sum(int(_finite(p).size) for p in paths)
+
+
+def _histograms(paths: list[str], prefixes: list[tuple[int, int]]) -> np.ndarray:
+    from pipeline.reduce import digit_histograms, sortable_bits
+
+    out = None
+    for p in paths:
+        h = digit_histograms(sortable_bits(_finite(p)), prefixes)
+        out = h if out is None else out + h
+    assert out is not None
+    return out
+
+
 def _values(table: pa.Table, column: str) -> np.ndarray:
     if column not in table.column_names:
         raise KeyError(
@@ -100,6 +123,10 @@ class ThresholdFilter(BarrierStage, FilterStage):
         if not self.config.needs_percentiles:
             self.cutoffs = {"min": self.config.min, "max": self.config.max}
 
+    @property
+    def needs_barrier(self) -> bool:
+        return self.config.needs_percentiles
+
     # -- barrier -------------------------------------------------------------------------
     def map(self, table: pa.Table, ctx: StageContext) -> pa.Table:
         if not self.config.needs_percentiles:
@@ -110,29 +137,33 @@ class ThresholdFilter(BarrierStage, FilterStage):
             schema=_ARTIFACT_SCHEMA,
         )
 
-    def reduce(self, artifact_paths: list[Path], state_dir: Path) -> None:
+    def reduce_plan(self, rc: Any) -> Any:
+        from pipeline.reduce import ReduceTask, exact_quantiles, shard_groups
+
         cfg = self.config
         lo, hi = cfg.min, cfg.max
         n = 0
         pct: dict[str, float] = {}
         if cfg.needs_percentiles:
-            parts = [pq.read_table(p, columns=["value"]).column("value").to_numpy() for p in
-                     artifact_paths]
-            vals = np.concatenate(parts) if parts else np.empty(0)
-            vals = vals[np.isfinite(vals)]
-            n = int(vals.size)
+            groups = [[p for _, p in g] for g in shard_groups(rc)]
+            counts = yield [ReduceTask(_count_finite, (g,)) for g in groups]
+            n = int(sum(counts))
             if n == 0:
                 raise ValueError(
                     f"filter.threshold: no finite values of {cfg.column!r} in the whole input; "
                     f"cannot compute percentiles"
                 )
+            qs = [q / 100.0 for q in (cfg.min_percentile, cfg.max_percentile) if q is not None]
+            got = yield from exact_quantiles(
+                n, qs, lambda prefixes: [ReduceTask(_histograms, (g, prefixes)) for g in groups])
+            it = iter(got)
             if cfg.min_percentile is not None:
-                pct["min"] = float(np.percentile(vals, cfg.min_percentile))
+                pct["min"] = next(it)
                 lo = pct["min"] if lo is None else max(lo, pct["min"])
             if cfg.max_percentile is not None:
-                pct["max"] = float(np.percentile(vals, cfg.max_percentile))
+                pct["max"] = next(it)
                 hi = pct["max"] if hi is None else min(hi, pct["max"])
-        state_dir = Path(state_dir)
+        state_dir = Path(rc.state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         state = {"column": cfg.column, "min": lo, "max": hi, "n_values": n,
                  "percentile_cutoffs": pct, "config": cfg.model_dump()}

@@ -1,13 +1,20 @@
-"""Exact dedup by normalized content hash, as a barrier over the whole corpus.
+"""Exact dedup by normalized content hash, as a partitioned barrier over the whole corpus.
 
 - map: per shard, ``(doc_id, hash, shard, row)`` where ``hash`` is xxh3-64 of the text after
   normalization (NFKC, lower case, whitespace runs collapsed, stripped), so documents that
   differ only in case or spacing count as one;
-- reduce (Polars): per hash, the earliest document (lowest shard, then row) is kept; the
-  doc_ids to drop go to ``state/<name>/drop.parquet``;
-- apply: drop rows whose ``doc_id`` is in that set (``drop_reason = exact_duplicate``).
+- reduce, step 1 (one task per hash range): the rows whose hash falls in the task's range
+  (read from every artifact, filtered as they stream), sorted by (hash, shard, row): the first
+  row of each hash is kept, every other row is dropped; the task writes its drops as
+  ``(shard, doc_id, keep_first)`` sorted by shard;
+- reduce, step 2 (one task per group of shards): shard *i*'s drops from every range, sorted by
+  ``doc_id`` -> ``state/<name>/shards/part-<i>.parquet``;
+- apply: shard *i* loads only its part and drops rows whose ``doc_id`` is listed, except the
+  first occurrence when ``keep_first`` (the same record read twice in one shard, kept once);
+  ``drop_reason = exact_duplicate``.
 
-Memory in reduce is ~40 bytes per document (1M docs ≈ 40 MB); apply holds only the duplicates.
+Memory: a step-1 task holds ~40 bytes per document of its hash range; apply holds the listed
+duplicates of one shard. The driver holds neither.
 """
 
 from __future__ import annotations
@@ -58,8 +65,9 @@ class ExactDedupStage(BarrierStage):
 
     def __init__(self, config: ExactDedupConfig | dict | None = None, name: str | None = None):
         super().__init__(config, name)
-        self._drop: set[str] = set()
-        self._multi: dict[str, int] = {}
+        from pipeline.reduce import ShardStateCache
+
+        self._state = ShardStateCache()
         self._seen_in_shard: tuple[int, set[str]] = (-1, set())
 
     def _hash(self, text: str) -> int:
@@ -82,33 +90,19 @@ class ExactDedupStage(BarrierStage):
             schema=self.ARTIFACT_SCHEMA,
         )
 
-    def reduce(self, artifact_paths: list[Path], state_dir: Path) -> None:
-        import polars as pl
+    def reduce_plan(self, rc):  # type: ignore[no-untyped-def]
+        from pipeline.reduce import ReduceTask, shard_groups
 
-        if artifact_paths:
-            df = pl.concat([pl.read_parquet(p) for p in artifact_paths])
-        else:
-            df = pl.DataFrame(schema={"doc_id": pl.Utf8, "hash": pl.UInt64, "shard": pl.Int32, "row": pl.Int64})
-        df = df.sort(["hash", "shard", "row"])
-        keeper = df.group_by("hash", maintain_order=True).agg(
-            pl.col("doc_id").first().alias("k_doc"), pl.col("shard").first().alias("k_shard")
-        )
-        df = df.join(keeper, on="hash")
-        # documents of another doc_id than their group's keeper: drop everywhere
-        drop = df.filter(pl.col("doc_id") != pl.col("k_doc")).select("doc_id", "k_doc").unique(subset="doc_id", keep="first")
-        # the same doc_id more than once (same identity and text): keep its first row only
-        multi = (
-            df.filter(pl.col("doc_id") == pl.col("k_doc"))
-            .group_by("doc_id").agg(pl.len().alias("n"), pl.col("k_shard").first())
-            .filter(pl.col("n") > 1).select("doc_id", "k_shard")
-        )
-        pq.write_table(drop.sort("doc_id").to_arrow(), state_dir / "drop.parquet")
-        pq.write_table(multi.sort("doc_id").to_arrow(), state_dir / "multi.parquet")
+        paths = [p for _, p in rc.artifacts]
+        out = rc.scratch_dir("ranges")
+        P = rc.partitions
+        yield [ReduceTask(_range_drops, (paths, p, P, f"{out}/range-{p:05d}.parquet")) for p in range(P)]
+        ranges = [f"{out}/range-{p:05d}.parquet" for p in range(P)]
+        yield [ReduceTask(_collect_shards, (ranges, [i for i, _ in g], rc.state_dir)) for g in shard_groups(rc)]
+        (Path(rc.state_dir) / "exact.json").write_text('{"format": "assay.exact-state/2"}\n')
 
     def load_state(self, state_dir: Path) -> None:
-        self._drop = set(pq.read_table(state_dir / "drop.parquet", columns=["doc_id"]).column(0).to_pylist())
-        multi = pq.read_table(state_dir / "multi.parquet")
-        self._multi = dict(zip(multi.column("doc_id").to_pylist(), multi.column("k_shard").to_pylist(), strict=True))
+        self._state.open(state_dir)
 
     def process(self, table: pa.Table, ctx: StageContext) -> pa.Table:
         if table.num_rows == 0:
@@ -116,15 +110,79 @@ class ExactDedupStage(BarrierStage):
         if self._seen_in_shard[0] != ctx.shard_index:
             self._seen_in_shard = (ctx.shard_index, set())
         seen = self._seen_in_shard[1]
-        keep = np.ones(table.num_rows, dtype=bool)
-        for i, d in enumerate(table.column(schema.DOC_ID).to_pylist()):
-            if d in self._drop:
-                keep[i] = False
-            elif d in self._multi:
-                if self._multi[d] != ctx.shard_index or d in seen:
-                    keep[i] = False
-                seen.add(d)
-        if keep.all():
+        ids = table.column(schema.DOC_ID)
+        idx = self._state.lookup(ids, ctx.shard_index)
+        hit = np.flatnonzero(idx >= 0)
+        if hit.size == 0:
             return table
+        st = self._state.table(ctx.shard_index)
+        assert st is not None
+        keep_first = st.column("keep_first").to_numpy(zero_copy_only=False)
+        keep = np.ones(table.num_rows, dtype=bool)
+        hit_ids = ids.take(pa.array(hit)).to_pylist()
+        for i, d in zip(hit.tolist(), hit_ids, strict=True):
+            if keep_first[idx[i]] and d not in seen:
+                seen.add(d)
+            else:
+                keep[i] = False
         ctx.drop(table.filter(pa.array(~keep)), "exact_duplicate")
         return table.filter(pa.array(keep))
+
+
+_DROP_SCHEMA = pa.schema([("shard", pa.int32()), ("doc_id", pa.string()), ("keep_first", pa.bool_())])
+
+
+def _range_drops(paths: list[str], part: int, partitions: int, out: str) -> int:
+    """Step 1: the drops among rows whose hash lies in range ``part`` (of ``partitions``)."""
+    import polars as pl
+
+    from pipeline.reduce import hash_partition, write_table
+
+    pieces = []
+    for path in paths:
+        pf = pq.ParquetFile(path)
+        for rg in range(pf.num_row_groups):
+            t = pf.read_row_group(rg)
+            if partitions > 1:
+                t = t.filter(pa.array(hash_partition(t.column("hash").to_numpy(), partitions) == part))
+            if t.num_rows:
+                pieces.append(t)
+    if not pieces:
+        write_table(out, _DROP_SCHEMA.empty_table())
+        return 0
+    df = pl.from_arrow(pa.concat_tables(pieces)).sort(["hash", "shard", "row"])
+    del pieces
+    first = pl.col("hash") != pl.col("hash").shift(1)
+    df = df.with_columns(
+        first.fill_null(True).alias("first"),
+        pl.col("doc_id").first().over("hash").alias("k_doc"),
+        pl.col("shard").first().over("hash").alias("k_shard"),
+    )
+    drops = (
+        df.filter(~pl.col("first"))
+        .select(
+            pl.col("shard"),
+            pl.col("doc_id"),
+            ((pl.col("doc_id") == pl.col("k_doc")) & (pl.col("shard") == pl.col("k_shard"))).alias("keep_first"),
+        )
+        .unique(subset=["shard", "doc_id"], keep="first")
+        .sort(["shard", "doc_id"])
+    )
+    t = drops.to_arrow().cast(_DROP_SCHEMA)
+    # sorted by shard in row groups of 64k rows: step 2 reads only the groups of its shards
+    tmp = Path(out).with_name(Path(out).name + ".tmp")
+    pq.write_table(t, tmp, row_group_size=65536)
+    tmp.replace(out)
+    return t.num_rows
+
+
+def _collect_shards(ranges: list[str], shards: list[int], state_dir: str) -> None:
+    """Step 2: each shard's drops from every hash range, sorted by doc_id, as its apply state."""
+    from pipeline.reduce import shard_state_path, write_table
+
+    for i in shards:
+        parts = [pq.read_table(r, filters=[("shard", "=", i)]) for r in ranges]
+        t = pa.concat_tables(parts).select(["doc_id", "keep_first"])
+        if t.num_rows:
+            t = t.sort_by("doc_id")
+            write_table(shard_state_path(state_dir, i), t)

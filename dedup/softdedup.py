@@ -23,9 +23,18 @@ Our model and why:
   from an earlier ``dedup.minhash`` (mode annotate), members of near-duplicate clusters are
   further multiplied by ``cluster_size ** -cluster_alpha`` before normalization.
 
-Phases: map = each doc's word ids (artifact keyed by ``doc_id``); reduce = pass 1 counts all
-4-grams into the sketch, pass 2 scores every document from its artifact (streamed, row group by
-row group) and writes ``weights.parquet``; apply = look the weight up by ``doc_id``.
+Phases: map = each doc's word ids (artifact keyed by ``doc_id``); the reduce is partitioned
+(:mod:`pipeline.reduce`), and no step depends on the partition count:
+
+1. count: one task per group of shards fills its own sketch (count-min sketches are
+   mergeable: counters add);
+2. merge: one task per range of counters sums that range over all sketches (saturating at
+   2^32 - 1, which equals counting into one sketch);
+3. score: one task per group of shards scores its documents against the merged sketch;
+4. the median commonness by exact distributed selection and the mean raw weight by exact
+   sums (integer mantissas), so normalization is bit-identical however the work was split;
+5. weights: per shard, ``state/<name>/shards/part-<i>.parquet`` (``doc_id``, ``weight``,
+   commonness); apply loads only its shard's part and looks rows up by ``doc_id``.
 """
 
 from __future__ import annotations
@@ -102,7 +111,9 @@ class SoftDedupStage(BarrierStage):
 
     def __init__(self, config: StageConfig | dict[str, Any] | None = None, name: str | None = None):
         super().__init__(config, name)
-        self._weights: dict[str, tuple[float, float]] = {}
+        from pipeline.reduce import ShardStateCache
+
+        self._state = ShardStateCache()
 
     def setup(self) -> None:
         from dedup.signature import warm_up
@@ -129,97 +140,82 @@ class SoftDedupStage(BarrierStage):
             }
         )
 
-    def reduce(self, artifact_paths: list[Path], state_dir: Path) -> None:
-        k = _kernels()
+    def reduce_plan(self, rc):  # type: ignore[no-untyped-def]
+        from fractions import Fraction
+
+        from pipeline.reduce import ReduceTask, exact_quantiles, shard_groups
+
         c = self.config
-        n = c.ngram
-        table = np.zeros((c.depth, 1 << c.width_log2), dtype=np.uint32)
-        total = 0
-        for words, offsets, _t in _iter_words(artifact_paths):
-            total += k["count"](words, offsets, n, table)  # type: ignore[operator]
+        width = 1 << c.width_log2
+        groups = shard_groups(rc)
+        sk = rc.scratch_dir("sketch")
+        sketches = [f"{sk}/count-{j:05d}.npy" for j in range(len(groups))]
+        totals = yield [ReduceTask(_count, ([p for _, p in g], c.ngram, c.depth, c.width_log2, out))
+                        for g, out in zip(groups, sketches, strict=True)]
+        total = int(sum(totals))
+        n_ranges = max(1, min(rc.partitions, width // 1024))
+        bounds = [width * r // n_ranges for r in range(n_ranges + 1)]
+        merged = [f"{sk}/merged-{r:05d}.npy" for r in range(n_ranges)]
+        yield [ReduceTask(_merge_range, (sketches, bounds[r], bounds[r + 1], merged[r])) for r in range(n_ranges)]
         # log p = mean log((count + k) / (N + k * width)); the constant cancels in normalization
-        log_norm = float(np.log(total + c.smoothing * (1 << c.width_log2))) if total else 0.0
-        ids: list[pa.Array] = []
-        logp: list[np.ndarray] = []
-        sizes: list[np.ndarray] = []
-        for words, offsets, t in _iter_words(artifact_paths):
-            out = np.empty(len(offsets) - 1, dtype=np.float64)
-            grams = np.empty(len(offsets) - 1, dtype=np.int64)
-            k["mean_log_count"](words, offsets, n, table, c.smoothing, out, grams)  # type: ignore[operator]
-            ids.append(t.column(schema.DOC_ID).combine_chunks().cast(pa.string()))
-            logp.append(out - log_norm)
-            sizes.append(t.column(CLUSTER_SIZE).to_numpy().astype(np.float64))
-        del table
-        lp = np.concatenate(logp) if logp else np.zeros(0)
-        size = np.concatenate(sizes) if sizes else np.zeros(0)
-        has = ~np.isnan(lp)
-        # weight ∝ 1/p, computed in log space relative to the median to stay finite
-        log_w = np.zeros_like(lp)
-        if has.any():
-            log_w[has] = -(lp[has] - np.median(lp[has]))
-            log_w[has] -= c.cluster_alpha * np.log(np.maximum(size[has], 1.0))
-        w = np.ones_like(lp)
-        if has.any():
-            raw = np.exp(np.clip(log_w[has], -700, 700))
-            w[has] = np.clip(raw / raw.mean(), c.min_weight, c.max_weight)
-        pq.write_table(
-            pa.table(
-                {
-                    schema.DOC_ID: pa.chunked_array(ids, pa.string())
-                    if ids
-                    else pa.array([], pa.string()),
-                    schema.WEIGHT: pa.array(w, pa.float64()),
-                    COMMONNESS: pa.array(
-                        np.where(has, np.exp(lp), np.nan), pa.float64(), from_pandas=True
-                    ),
-                }
-            ),
-            state_dir / "weights.parquet",
-        )
+        log_norm = float(np.log(total + c.smoothing * width)) if total else 0.0
+        sc = rc.scratch_dir("scores")
+        scored = yield [ReduceTask(_score, (g, merged, c.ngram, c.smoothing, log_norm, sc)) for g in groups]
+        n_has = int(sum(scored))
+        score_groups = [[f"{sc}/part-{i:05d}.parquet" for i, _ in g] for g in groups]
+        median = 0.0
+        mean_raw = 1.0
+        if n_has:
+            (median,) = yield from exact_quantiles(
+                n_has, [0.5], lambda pre: [ReduceTask(_lp_histograms, (g, pre)) for g in score_groups])
+            sums = yield [ReduceTask(_raw_sum, (g, median, c.cluster_alpha)) for g in score_groups]
+            mean_raw = float(sum(sums, Fraction(0)) / n_has)
+        outs = yield [ReduceTask(_weights, (g, i_s, median, mean_raw, c.cluster_alpha, c.min_weight, c.max_weight,
+                                             rc.state_dir))
+                      for g, i_s in zip(score_groups, [[i for i, _ in g] for g in groups], strict=True)]
+        n_docs = sum(o["docs"] for o in outs)
+        w_sum = sum((o["w_sum"] for o in outs), Fraction(0))
+        state_groups = [[rc.shard_state(i) for i, _ in g] for g in groups]
+        quantiles: dict[str, float] = {}
+        if n_docs:
+            qs = ("0.01", "0.1", "0.5", "0.9", "0.99")
+            got = yield from exact_quantiles(
+                n_docs, [float(q) for q in qs],
+                lambda pre: [ReduceTask(_weight_histograms, (g, pre)) for g in state_groups])
+            quantiles = dict(zip(qs, got, strict=True))
         info = {
-            "ngram": n,
-            "sketch": {
-                "depth": c.depth,
-                "width": 1 << c.width_log2,
-                "bytes": int(c.depth * 4 << c.width_log2),
-            },
-            "grams": int(total),
-            "docs": int(lp.size),
-            "docs_without_grams": int((~has).sum()),
-            "weight_mean": float(w.mean()) if w.size else None,
-            "weight_quantiles": {
-                q: float(np.quantile(w, float(q))) for q in ("0.01", "0.1", "0.5", "0.9", "0.99")
-            }
-            if w.size
-            else {},
-            "clipped_low": int((w <= c.min_weight).sum()),
-            "clipped_high": int((w >= c.max_weight).sum()),
+            "ngram": c.ngram,
+            "sketch": {"depth": c.depth, "width": width, "bytes": int(c.depth * 4 << c.width_log2)},
+            "grams": total,
+            "docs": n_docs,
+            "docs_without_grams": n_docs - n_has,
+            "weight_mean": float(w_sum / n_docs) if n_docs else None,
+            "weight_quantiles": quantiles,
+            "clipped_low": sum(o["clipped_low"] for o in outs),
+            "clipped_high": sum(o["clipped_high"] for o in outs),
+            "median_log_commonness": median,
         }
-        (state_dir / "softdedup.json").write_text(json.dumps(info, indent=2, sort_keys=True))
+        (Path(rc.state_dir) / "softdedup.json").write_text(json.dumps(info, indent=2, sort_keys=True))
 
     def load_state(self, state_dir: Path) -> None:
-        t = pq.read_table(state_dir / "weights.parquet")
-        self._weights = dict(
-            zip(
-                t.column(schema.DOC_ID).to_pylist(),
-                zip(
-                    t.column(schema.WEIGHT).to_pylist(),
-                    t.column(COMMONNESS).to_pylist(),
-                    strict=True,
-                ),
-                strict=True,
-            )
-        )
+        self._state.open(state_dir)
 
     def process(self, table: pa.Table, ctx: StageContext) -> pa.Table:
         if table.num_rows == 0:
             return table
-        got = [self._weights.get(d) for d in table.column(schema.DOC_ID).to_pylist()]
-        missing = sum(g is None for g in got)
+        idx = self._state.lookup(table.column(schema.DOC_ID), ctx.shard_index)
+        st = self._state.table(ctx.shard_index)
+        found = idx >= 0
+        missing = int((~found).sum())
         if missing:
             ctx.add("weight_missing", missing)
-        w = np.array([g[0] if g else 1.0 for g in got], dtype=np.float64)
-        cm = pa.array([g[1] if g else None for g in got], pa.float64())
+        w = np.ones(table.num_rows, dtype=np.float64)
+        cm = pa.nulls(table.num_rows, pa.float64())
+        if st is not None and found.any():
+            take = pa.array(np.where(found, idx, 0))
+            w[found] = st.column(schema.WEIGHT).take(take).to_numpy()[found]
+            cm = pc.if_else(pa.array(found), st.column(COMMONNESS).take(take), cm)
+            cm = cm.combine_chunks() if isinstance(cm, pa.ChunkedArray) else cm
         if schema.WEIGHT in table.column_names:
             w = w * pc.fill_null(pc.cast(table.column(schema.WEIGHT), pa.float64()), 1.0).to_numpy()
         for name, values in ((schema.WEIGHT, pa.array(w, pa.float64())), (COMMONNESS, cm)):
@@ -230,7 +226,7 @@ class SoftDedupStage(BarrierStage):
         return table
 
 
-def _iter_words(paths: list[Path]):  # type: ignore[no-untyped-def]
+def _iter_words(paths: list[str]):  # type: ignore[no-untyped-def]
     """(flat uint32 word ids, int64 offsets, row-group table) per artifact row group."""
     for path in paths:
         pf = pq.ParquetFile(path)
@@ -240,3 +236,120 @@ def _iter_words(paths: list[Path]):  # type: ignore[no-untyped-def]
             offs = col.offsets.to_numpy().astype(np.int64)
             words = col.values.to_numpy().astype(np.uint32, copy=False)
             yield words, offs, t
+
+
+def _count(paths: list[str], ngram: int, depth: int, width_log2: int, out: str) -> int:
+    """Step 1: this group's n-grams counted into its own sketch (written to ``out``)."""
+    k = _kernels()
+    table = np.zeros((depth, 1 << width_log2), dtype=np.uint32)
+    total = 0
+    for words, offsets, _t in _iter_words(paths):
+        total += k["count"](words, offsets, ngram, table)  # type: ignore[operator]
+    np.save(out, table)
+    return int(total)
+
+
+def _merge_range(sketches: list[str], lo: int, hi: int, out: str) -> None:
+    """Step 2: counters ``lo:hi`` of every sketch summed, saturating like one sketch would."""
+    acc = None
+    for path in sketches:
+        part = np.load(path, mmap_mode="r")[:, lo:hi].astype(np.uint64)
+        acc = part if acc is None else acc + part
+    assert acc is not None
+    np.save(out, np.minimum(acc, np.uint64(0xFFFFFFFF)).astype(np.uint32))
+
+
+def _score(group: list[tuple[int, str]], merged: list[str], ngram: int, smoothing: float, log_norm: float,
+           out_dir: str) -> int:
+    """Step 3: log commonness of each doc of these shards; returns how many have n-grams."""
+    k = _kernels()
+    table = np.ascontiguousarray(np.concatenate([np.load(m) for m in merged], axis=1))
+    n_has = 0
+    for shard, path in group:
+        ids, logp, sizes = [], [], []
+        for words, offsets, t in _iter_words([path]):
+            out = np.empty(len(offsets) - 1, dtype=np.float64)
+            grams = np.empty(len(offsets) - 1, dtype=np.int64)
+            k["mean_log_count"](words, offsets, ngram, table, smoothing, out, grams)  # type: ignore[operator]
+            ids.append(t.column(schema.DOC_ID).combine_chunks().cast(pa.string()))
+            logp.append(out - log_norm)
+            sizes.append(t.column(CLUSTER_SIZE).to_numpy().astype(np.float64))
+        lp = np.concatenate(logp) if logp else np.zeros(0)
+        n_has += int((~np.isnan(lp)).sum())
+        pq.write_table(pa.table({
+            schema.DOC_ID: pa.chunked_array(ids, pa.string()) if ids else pa.array([], pa.string()),
+            "logp": pa.array(lp, pa.float64()),
+            CLUSTER_SIZE: pa.array(np.concatenate(sizes) if sizes else np.zeros(0), pa.float64()),
+        }), f"{out_dir}/part-{shard:05d}.parquet")
+    return n_has
+
+
+def _scores(path: str) -> tuple[np.ndarray, np.ndarray]:
+    t = pq.read_table(path, columns=["logp", CLUSTER_SIZE])
+    return t.column("logp").to_numpy(), t.column(CLUSTER_SIZE).to_numpy()
+
+
+def _lp_histograms(paths: list[str], prefixes: list[tuple[int, int]]) -> np.ndarray:
+    from pipeline.reduce import digit_histograms, sortable_bits
+
+    out = np.zeros((len(prefixes), 1 << 16), dtype=np.int64)
+    for p in paths:
+        lp, _ = _scores(p)
+        out += digit_histograms(sortable_bits(lp[~np.isnan(lp)]), prefixes)
+    return out
+
+
+def _log_weight(lp: np.ndarray, size: np.ndarray, median: float, alpha: float) -> np.ndarray:
+    # weight ∝ 1/p, in log space relative to the median to stay finite
+    return -(lp - median) - alpha * np.log(np.maximum(size, 1.0))
+
+
+def _raw_sum(paths: list[str], median: float, alpha: float):  # type: ignore[no-untyped-def]
+    from fractions import Fraction
+
+    from pipeline.reduce import exact_sum
+
+    total = Fraction(0)
+    for p in paths:
+        lp, size = _scores(p)
+        has = ~np.isnan(lp)
+        total += exact_sum(np.exp(np.clip(_log_weight(lp[has], size[has], median, alpha), -700, 700)))
+    return total
+
+
+def _weights(paths: list[str], shards: list[int], median: float, mean_raw: float, alpha: float,
+             min_w: float, max_w: float, state_dir: str) -> dict[str, Any]:
+    """Step 5: normalized, clipped weights of these shards -> their apply state."""
+    from fractions import Fraction
+
+    from pipeline.reduce import exact_sum, shard_state_path, write_table
+
+    res: dict[str, Any] = {"docs": 0, "w_sum": Fraction(0), "clipped_low": 0, "clipped_high": 0}
+    for p, shard in zip(paths, shards, strict=True):
+        t = pq.read_table(p)
+        lp, size = t.column("logp").to_numpy(), t.column(CLUSTER_SIZE).to_numpy()
+        has = ~np.isnan(lp)
+        w = np.ones_like(lp)
+        if has.any():
+            raw = np.exp(np.clip(_log_weight(lp[has], size[has], median, alpha), -700, 700))
+            w[has] = np.clip(raw / mean_raw, min_w, max_w)
+        res["docs"] += int(w.size)
+        res["w_sum"] += exact_sum(w)
+        res["clipped_low"] += int((w <= min_w).sum())
+        res["clipped_high"] += int((w >= max_w).sum())
+        write_table(shard_state_path(state_dir, shard), pa.table({
+            schema.DOC_ID: t.column(schema.DOC_ID),
+            schema.WEIGHT: pa.array(w, pa.float64()),
+            COMMONNESS: pa.array(np.where(has, np.exp(lp), np.nan), pa.float64(), from_pandas=True),
+        }))
+    return res
+
+
+def _weight_histograms(paths: list[str], prefixes: list[tuple[int, int]]) -> np.ndarray:
+    from pipeline.reduce import digit_histograms, sortable_bits
+
+    out = np.zeros((len(prefixes), 1 << 16), dtype=np.int64)
+    for p in paths:
+        w = pq.read_table(p, columns=[schema.WEIGHT]).column(0).to_numpy()
+        out += digit_histograms(sortable_bits(w), prefixes)
+    return out

@@ -77,10 +77,12 @@ def _fail(msg: str) -> None:
 @click.option("--output", help="output folder; replaces the spec's output.dir")
 @click.option("--ray", "ray", metavar="auto|ADDRESS", help="run on Ray: `auto` starts/joins a local cluster, or a cluster address")
 @click.option("--workers", type=int, help="local worker processes (default: the spec's execution.workers)")
+@click.option("--partitions", type=click.IntRange(1, 4096),
+              help="partitions of each barrier reduce (default: workers, or the Ray cluster's CPUs); output is the same")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="progress bars on stderr")
 @click.option("--json", "as_json", is_flag=True, help="print the manifest as JSON instead of the table")
 def run(spec_path: str, inputs: tuple[str, ...], output: str | None, ray: str | None, workers: int | None,
-        progress: bool, as_json: bool) -> None:
+        partitions: int | None, progress: bool, as_json: bool) -> None:
     """Run a pipeline spec end to end and write a snapshot (resumes a killed run)."""
     from pipeline.run import run_spec
     from pipeline.spec import PipelineSpec, SpecError
@@ -89,7 +91,7 @@ def run(spec_path: str, inputs: tuple[str, ...], output: str | None, ray: str | 
         spec = PipelineSpec.from_toml(spec_path)
         if inputs or output:
             spec = spec.with_overrides(list(inputs) or None, output)
-        manifest = run_spec(spec, ray=ray, progress=progress, workers=workers)
+        manifest = run_spec(spec, ray=ray, progress=progress, workers=workers, partitions=partitions)
     except SpecError as e:
         _fail(str(e))
         return

@@ -11,12 +11,19 @@ files) is identical.
 :class:`LocalExecutor` runs shards in-process (``workers=1``, the default) or in a process
 pool; :class:`pipeline.ray_executor.RayExecutor` runs the same :class:`ShardWorker` inside Ray
 Data actor pools. Neither branches on stage kinds.
+
+Barrier reduces are plans of small tasks (:mod:`pipeline.reduce`) split into ``partitions``
+hash ranges or shard groups; the driver only sends task descriptors and merges small results.
+In-process they run one after the other, with ``workers > 1`` in the same process pool as the
+shards, on Ray as Ray tasks. The partition count never changes the bytes written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -36,6 +43,7 @@ from pipeline import schema, storage
 from pipeline.manifest import CorruptShardError, build_manifest, check_shard, merge_stats
 from pipeline.plan import Plan, Segment, make_plan
 from pipeline.readers import Quarantined, ReaderOptions, read_shard
+from pipeline.reduce import ReduceContext, ReduceTask, drive, run_inline
 from pipeline.spec import PipelineSpec, SpecError
 from pipeline.stage import BarrierStage, Stage, StageContext
 from pipeline.storage import Loc
@@ -110,6 +118,9 @@ class ShardWorker:
         self.split = self.spec.input.split
         self._ready: set[str] = set()
         self._manifests: dict[str, dict[str, Any]] = {}
+        # local copies of remote barrier state stay until teardown: apply loads a shard's part
+        # of it when that shard's batches arrive
+        self._state_dirs = contextlib.ExitStack()
 
     def _prepare(self, seg: Segment) -> None:
         for st in seg.all_stages() + ([seg.barrier_out] if seg.barrier_out else []):
@@ -117,8 +128,8 @@ class ShardWorker:
                 st.setup()
                 self._ready.add(st.name)
         if seg.barrier_in is not None and f"state:{seg.barrier_in.name}" not in self._ready:
-            with storage.local_dir(self.layout.state_dir(seg.barrier_in.name)) as state:
-                seg.barrier_in.load_state(state)
+            state = self._state_dirs.enter_context(storage.local_dir(self.layout.state_dir(seg.barrier_in.name)))
+            seg.barrier_in.load_state(state)
             self._ready.add(f"state:{seg.barrier_in.name}")
 
     def teardown(self) -> None:
@@ -130,6 +141,7 @@ class ShardWorker:
                     seen.add(st.name)
                     st.teardown()
         self._ready.clear()
+        self._state_dirs.close()
 
     def _source(self, seg_idx: int, shard_idx: int, input_path: Loc, counters: Counter[str]) -> Iterator[pa.Table | Quarantined]:
         if seg_idx == 0:
@@ -288,6 +300,10 @@ def _pool_run(args: tuple[int, int, str, bool]) -> dict[str, Any]:
     return _WORKER.run(*args)
 
 
+def _pool_reduce(task: ReduceTask) -> Any:
+    return task()
+
+
 # -- executors ------------------------------------------------------------------------------------------
 
 ShardRunner = Callable[[list[tuple[int, int, str, bool]]], Iterator[dict[str, Any]]]
@@ -296,12 +312,20 @@ ShardRunner = Callable[[list[tuple[int, int, str, bool]]], Iterator[dict[str, An
 class BaseExecutor:
     """Shared driver logic: layout checks, segment loop, barrier reduces, manifest."""
 
-    def __init__(self, progress: bool = True):
+    def __init__(self, progress: bool = True, partitions: int | None = None):
         self.progress = progress
+        self.partitions = partitions
 
     # subclasses provide how a list of shard tasks runs
     def _run_tasks(self, spec: PipelineSpec, root: Loc, tasks: list[tuple[int, int, str, bool]]) -> Iterator[dict[str, Any]]:
         raise NotImplementedError
+
+    # ... and how one step of reduce tasks runs (default: in this process, in order)
+    def _run_reduce_tasks(self, spec: PipelineSpec, root: Path, tasks: list[ReduceTask]) -> list[Any]:
+        return run_inline(tasks)
+
+    def _reduce_partitions(self, spec: PipelineSpec) -> int:
+        return self.partitions or spec.execution.workers
 
     def run(self, spec: PipelineSpec) -> dict[str, Any]:
         """Run ``spec`` to completion (resuming if its output holds a partial run)."""
@@ -344,7 +368,7 @@ class BaseExecutor:
             if last:
                 final_markers = done
             if seg.barrier_out is not None:
-                self._reduce(layout, seg.barrier_out, len(inputs))
+                self._reduce(spec, layout, seg.barrier_out, len(inputs))
         stats = merge_stats(all_markers, plan, wall_s=time.perf_counter() - t0)
         manifest = build_manifest(spec, spec_hash, layout.root, final_markers, stats)
         atomic_write_json(layout.root / "stats.json", stats)
@@ -357,21 +381,39 @@ class BaseExecutor:
                     storage.remove(tmp)
         return manifest
 
-    def _reduce(self, layout: RunLayout, barrier: BarrierStage, n_shards: int) -> None:
+    def _reduce(self, spec: PipelineSpec, layout: RunLayout, barrier: BarrierStage, n_shards: int) -> None:
         marker = layout.reduce_marker(barrier.name)
         if storage.exists(marker):
             return
         present = {str(f) for f in storage.list_files(layout.work / "artifacts" / _safe(barrier.name))}
-        paths = [p for p in (layout.artifact(barrier.name, i) for i in range(n_shards)) if str(p) in present]
+        found = [(i, p) for i, p in ((i, layout.artifact(barrier.name, i)) for i in range(n_shards)) if str(p) in present]
         state = layout.state_dir(barrier.name)
         storage.remove_tree(state)  # a reduce killed midway starts over
+        partitions = max(1, int(self._reduce_partitions(spec)))
+        # reduce tasks work on POSIX folders. Local runs: the run folder itself, and tasks run
+        # wherever the executor puts them. Remote storage: artifacts are fetched and the state
+        # uploaded after the plan ends (before the marker, so a kill re-runs the reduce), and the
+        # tasks run in this process, since their scratch files live on this machine.
+        remote = not isinstance(state, Path) or any(not isinstance(p, Path) for _, p in found)
         t0 = time.perf_counter()
-        # barrier code works on POSIX folders: remote artifacts are fetched and the state is
-        # uploaded after reduce returns (before the marker, so a kill re-runs the reduce)
+        steps = 0
+
+        def runner(tasks: list[ReduceTask]) -> list[Any]:
+            nonlocal steps
+            steps += 1
+            return run_inline(tasks) if remote else self._run_reduce_tasks(spec, layout.root, tasks)
+
         with tempfile.TemporaryDirectory(prefix="assay-reduce-") as cache, storage.staged_dir(state) as local_state:
-            local = [storage.local_file(p, Path(cache)) for p in paths]
-            barrier.reduce(local, local_state)
-        atomic_write_json(marker, {"stage": barrier.name, "artifacts": len(paths), "wall_s": time.perf_counter() - t0})
+            arts = [(i, str(storage.local_file(p, Path(cache)))) for i, p in found]
+            scratch = Path(cache) / "scratch" if remote else Path(str(layout.work)) / "reduce" / _safe(barrier.name)
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.mkdir(parents=True, exist_ok=True)
+            rc = ReduceContext(arts, str(local_state), str(scratch), partitions, n_shards)
+            info = drive(barrier.reduce_plan(rc), runner)
+            shutil.rmtree(scratch, ignore_errors=True)
+        atomic_write_json(marker, {"stage": barrier.name, "artifacts": len(found), "partitions": partitions,
+                                   "steps": steps, "wall_s": time.perf_counter() - t0,
+                                   "work": info if isinstance(info, dict) else None})
 
     def _check_resources(self, spec: PipelineSpec) -> None:
         """Fail before any work when the machine cannot give the stages the memory they declare."""
@@ -429,8 +471,8 @@ class LocalExecutor(BaseExecutor):
     ``setup()``) once, not once per segment.
     """
 
-    def __init__(self, workers: int | None = None, progress: bool = True):
-        super().__init__(progress)
+    def __init__(self, workers: int | None = None, progress: bool = True, partitions: int | None = None):
+        super().__init__(progress, partitions)
         self.workers = workers
         self._worker: ShardWorker | None = None
         self._pool: ProcessPoolExecutor | None = None
@@ -467,11 +509,23 @@ class LocalExecutor(BaseExecutor):
             for t in tasks:
                 yield self._worker.run(*t)
             return
+        yield from self._ensure_pool(spec, root, workers).map(_pool_run, tasks)
+
+    def _ensure_pool(self, spec: PipelineSpec, root: Path, workers: int) -> ProcessPoolExecutor:
         if self._pool is None:
             ctx = get_context("forkserver" if sys.platform != "win32" else "spawn")
-            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                             initializer=_pool_init, initargs=(spec_data, str(root)))
-        yield from self._pool.map(_pool_run, tasks)
+            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init,
+                                             initargs=(spec.model_dump(mode="json"), str(root)))
+        return self._pool
+
+    def _reduce_partitions(self, spec: PipelineSpec) -> int:
+        return self.partitions or self.workers or spec.execution.workers
+
+    def _run_reduce_tasks(self, spec: PipelineSpec, root: Path, tasks: list[ReduceTask]) -> list[Any]:
+        workers = self.workers or spec.execution.workers
+        if workers <= 1 or len(tasks) <= 1:
+            return run_inline(tasks)
+        return list(self._ensure_pool(spec, root, workers).map(_pool_reduce, tasks))
 
 
 def _physical_memory_gb() -> float:

@@ -7,6 +7,10 @@
 - barrier: ``exact dedup.reduce`` over all artifacts → ``state/<name>/``;
 - segment 1: ``exact dedup.apply`` → pii → final shard.
 
+Only a stage that needs the whole input cuts a segment: a ``BarrierStage`` whose
+``needs_barrier`` is false (``filter.threshold`` with fixed ``min``/``max``) streams like
+any filter, with no extra write and read of the corpus.
+
 Every segment maps input shard *i* to output shard *i*, so resume markers, output names and
 artifact names all derive from (segment, shard, spec hash), never from worker rank.
 """
@@ -43,7 +47,7 @@ class Plan:
 def make_plan(stages: list[Stage]) -> Plan:
     segments = [Segment(0)]
     for st in stages:
-        if isinstance(st, BarrierStage):
+        if isinstance(st, BarrierStage) and st.needs_barrier:
             segments[-1].barrier_out = st
             segments.append(Segment(len(segments), barrier_in=st))
         else:

@@ -2,8 +2,9 @@
 
 Each segment's shard tasks become a Ray Dataset of task rows; ``map_batches`` sends them, one
 shard per call, to a pool of actors that each hold one :class:`ShardWorker` (so stage
-``setup()`` — model loading — happens once per actor). Barrier reduces run on the driver
-between segments. Because the actors run exactly the code the LocalExecutor runs and outputs
+``setup()`` — model loading — happens once per actor). Barrier reduces are plans of
+partitioned tasks (:mod:`pipeline.reduce`) that run as Ray tasks (0.5 CPU each) between
+segments; the driver sends task descriptors and merges small results, never documents. Because the actors run exactly the code the LocalExecutor runs and outputs
 are named from (segment, shard), both executors write the same files and the same manifest.
 
 On small machines Ray Data can starve its own read tasks when actors hold every CPU (seen on
@@ -21,6 +22,7 @@ from typing import Any
 
 from pipeline.executor import BaseExecutor, ShardWorker
 from pipeline.plan import make_plan
+from pipeline.reduce import ReduceTask
 from pipeline.spec import PipelineSpec, SpecError
 
 
@@ -42,9 +44,14 @@ class _RayShardActor:
         return {"marker": out}
 
 
+def _run_reduce_task(task: ReduceTask) -> Any:
+    return task()
+
+
 class RayExecutor(BaseExecutor):
-    def __init__(self, address: str = "auto", progress: bool = True, num_cpus: int | None = None):
-        super().__init__(progress)
+    def __init__(self, address: str = "auto", progress: bool = True, num_cpus: int | None = None,
+                 partitions: int | None = None):
+        super().__init__(progress, partitions)
         self.address = address
         self.num_cpus = num_cpus
         self._started = False
@@ -119,6 +126,18 @@ class RayExecutor(BaseExecutor):
         for row in out.iter_rows():
             yield json.loads(row["marker"])
 
+    def _reduce_partitions(self, spec: PipelineSpec) -> int:
+        if self.partitions:
+            return self.partitions
+        import ray
+
+        return max(1, int(ray.cluster_resources().get("CPU", 1.0)))
+
+    def _run_reduce_tasks(self, spec: PipelineSpec, root: Path, tasks: list[ReduceTask]) -> list[Any]:
+        import ray
+
+        remote = ray.remote(num_cpus=0.5, max_retries=3)(_run_reduce_task)
+        return list(ray.get([remote.remote(t) for t in tasks]))
 
 def _tcp_reachable(host: str, port: int, timeout: float = 2.0) -> bool:
     import socket

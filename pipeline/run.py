@@ -8,15 +8,20 @@ from typing import Any
 from pipeline.spec import PipelineSpec
 
 
-def run_spec(spec: PipelineSpec, ray: str | None = None, progress: bool = True, workers: int | None = None) -> dict[str, Any]:
-    """Run ``spec`` and return its manifest. ``ray`` = "auto" or a cluster address uses Ray."""
+def run_spec(spec: PipelineSpec, ray: str | None = None, progress: bool = True, workers: int | None = None,
+             partitions: int | None = None) -> dict[str, Any]:
+    """Run ``spec`` and return its manifest. ``ray`` = "auto" or a cluster address uses Ray.
+
+    ``partitions``: how many hash ranges / shard groups each barrier reduce is split into
+    (default: the local workers, or the Ray cluster's CPUs); it never changes the output.
+    """
     if ray:
         from pipeline.ray_executor import RayExecutor
 
-        return RayExecutor(address=ray, progress=progress).run(spec)
+        return RayExecutor(address=ray, progress=progress, partitions=partitions).run(spec)
     from pipeline.executor import LocalExecutor
 
-    return LocalExecutor(workers=workers, progress=progress).run(spec)
+    return LocalExecutor(workers=workers, progress=progress, partitions=partitions).run(spec)
 
 
 def single_stage_spec(kind: str, config: dict[str, Any] | None, inputs: list[str], output: str,

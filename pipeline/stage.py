@@ -217,25 +217,53 @@ class FilterStage(Stage):
 
 
 class BarrierStage(Stage):
-    """A stage that must see the whole corpus first: map per shard, reduce once, apply.
+    """A stage that must see the whole corpus first: map per shard, reduce, apply.
 
     - ``map(table, ctx)`` runs on each shard as it streams past (after the stages before
       this one) and returns a small artifact table, keyed by ``doc_id``; the executor writes
       it under ``artifacts/<stage name>/`` with a name derived from the shard.
-    - ``reduce(artifact_paths, state_dir)`` runs once, over artifacts sorted by shard, and
-      writes whatever ``apply`` needs into ``state_dir`` (which persists with the snapshot).
-    - ``load_state(state_dir)`` runs once per worker before ``apply``.
+    - ``reduce_plan(rc)`` is the reduce as a generator of steps of small tasks
+      (:mod:`pipeline.reduce`): each task holds at most its partition (a hash range of keys
+      or one shard's rows), the executor runs the tasks where it likes, and the state it
+      writes under ``rc.state_dir`` does not depend on the partition count.
+      ``reduce(artifact_paths, state_dir)`` runs that plan in-process (tests, notebooks).
+    - ``load_state(state_dir)`` runs once per worker before ``apply``; state that grows with
+      the corpus is kept per input shard and loaded when that shard's batches arrive.
     - ``process`` (= apply) then runs on every shard.
+
+    ``needs_barrier`` says whether this configured instance needs the whole input at all
+    (a threshold filter with fixed bounds does not); the planner cuts segments only there.
     """
+
+    @property
+    def needs_barrier(self) -> bool:
+        return True
 
     @abstractmethod
     def map(self, table: pa.Table, ctx: StageContext) -> pa.Table:
         """Artifact rows for this shard (keyed by ``doc_id``)."""
 
-    @abstractmethod
-    def reduce(self, artifact_paths: list[Path], state_dir: Path) -> None:
-        """Combine all artifacts into a state under ``state_dir``."""
+    def reduce_plan(self, rc: Any) -> Any:
+        """Steps of reduce tasks (see :mod:`pipeline.reduce`); default: one task, whole reduce."""
+        from pipeline.reduce import ReduceTask
+
+        yield [ReduceTask(_whole_reduce, (self.kind, self.config.model_dump(mode="json"), self.name,
+                                          [p for _, p in rc.artifacts], rc.state_dir))]
+
+    def reduce(self, artifact_paths: list[Path], state_dir: Path, partitions: int = 1) -> None:
+        """Combine all artifacts (shard *i* = ``artifact_paths[i]``) into a state under ``state_dir``."""
+        from pipeline.reduce import context_for, drive
+
+        drive(self.reduce_plan(context_for(artifact_paths, state_dir, partitions)))
 
     @abstractmethod
     def load_state(self, state_dir: Path) -> None:
         """Load what ``reduce`` wrote, before ``process`` runs."""
+
+
+def _whole_reduce(kind: str, config: dict[str, Any], name: str, paths: list[str], state_dir: str) -> None:
+    from pipeline.registry import get_stage_class
+
+    stage = get_stage_class(kind)(config, name=name)
+    assert isinstance(stage, BarrierStage)
+    type(stage).reduce(stage, [Path(p) for p in paths], Path(state_dir))
