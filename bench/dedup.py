@@ -137,8 +137,9 @@ def run_ours(
     stage.reduce(paths, state)
     t_reduce = time.perf_counter() - t_wall - t_map
     stage.load_state(state)
-    ctx = StageContext("m")
-    out = pa.concat_tables([stage.process(p, ctx) for p in parts])
+    out = pa.concat_tables(  # apply state is per shard: the executor sets shard_index
+        [stage.process(p, StageContext("m", shard_index=i)) for i, p in enumerate(parts)]
+    )
     wall = time.perf_counter() - t_wall
     cpu = time.process_time() - t_cpu
     info = json.loads((state / "index.json").read_text())

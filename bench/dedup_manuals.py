@@ -75,9 +75,9 @@ def load_manuals(path: Path, field: str = "full_text", kind: str = "release") ->
 def pair_recall(work: Path, doc_ids: list[str], left: np.ndarray, right: np.ndarray) -> float:
     """Share of ground-truth pairs whose two docs ended in one cluster of a :func:`run_ours` run
 
-    (read from the stage's own ``state/clusters.parquet``; docs not listed there are singletons).
+    (read from the stage's own per-shard state ``state/shards/``; docs not listed there are singletons).
     """
-    t = pq.read_table(work / "state" / "clusters.parquet", columns=["doc_id", "dedup.cluster"])
+    t = pq.read_table(work / "state" / "shards", columns=["doc_id", "dedup.cluster"])
     cl = dict(zip(t.column("doc_id").to_pylist(), t.column("dedup.cluster").to_pylist()))
     lab = np.array([cl.get(d, "\0" + d) for d in doc_ids], dtype=object)
     return float((lab[left] == lab[right]).mean()) if left.size else 1.0

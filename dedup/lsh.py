@@ -26,7 +26,7 @@ import numpy as np
 
 from dedup.signature import FNV_PRIME, MinhashParams
 
-INDEX_FORMAT = "assay.minhash-index/1"
+INDEX_FORMAT = "assay.minhash-index/2"
 
 
 def candidate_probability(j: float | np.ndarray, bands: int, rows: int) -> float | np.ndarray:
@@ -116,7 +116,10 @@ class IndexMeta:
     def read(cls, state_dir: Path) -> IndexMeta:
         d = json.loads((state_dir / "index.json").read_text())
         if d.get("format") != INDEX_FORMAT:
-            raise ValueError(f"{state_dir}/index.json is not a {INDEX_FORMAT} index")
+            raise ValueError(
+                f"{state_dir}/index.json is a {d.get('format')!r} index, not {INDEX_FORMAT} "
+                "(per-shard parts under index/); rebuild it by re-running that snapshot's job"
+            )
         return cls(
             MinhashParams(int(d["num_perm"]), int(d["ngram"]), int(d["seed"])),
             int(d["bands"]),

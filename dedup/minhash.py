@@ -1,32 +1,46 @@
-"""``dedup.minhash``: MinHash LSH near-duplicate detection as a barrier stage.
+"""``dedup.minhash``: MinHash LSH near-duplicate detection as a partitioned barrier stage.
 
-Phases (they talk only through files keyed by ``doc_id``):
+Phases (they talk only through files keyed by ``doc_id`` and by node = (shard, row)):
 
 1. **map** (per shard, parallel): word 5-gram shingles -> 128-permutation signatures (numba
    kernel, :mod:`dedup.signature`) -> one uint64 key per LSH band; the artifact holds
    ``doc_id``, the optional quality score, the band keys and the doc's shingle set (sorted
    unique uint32, for verification).
-2. **reduce** (once): copies keys into the persistent index (``index.parquet``) and shingle sets
-   into a flat memory-mapped file, then band by band: sort keys -> buckets -> candidate pairs
-   verified by exact Jaccard -> union-find (:mod:`dedup.lsh`); pairs are never held in RAM.
-   Keep policy per cluster: a document of an earlier snapshot (``against``) if there is one,
-   else the highest ``quality_column`` score, else the earliest document (shard, then row).
-   Writes ``clusters.parquet`` (docs in clusters of size >= 2) and ``index.json``.
-3. **apply** (per shard): ``remove`` drops non-kept members (``drop_reason=near_duplicate``);
-   every mode writes ``dedup.cluster`` (the kept doc's ``doc_id``; a singleton's own) and
-   ``dedup.cluster_size``; ``soft`` keeps everyone and multiplies ``weight`` by
-   ``cluster_size ** -soft_alpha``.
+2. **reduce**, a plan of partitioned steps (:mod:`pipeline.reduce`, :mod:`dedup.components`);
+   no process holds more than its partition and the driver holds only task descriptors:
+
+   a. *buckets*: task *p* of P reads the band keys of every shard (streamed) and keeps the
+      (band, key, node) rows whose key hashes into its range; sorted, equal keys are buckets,
+      whose candidate pairs (all pairs up to ``max_bucket`` members, else a window) go to the
+      partition of their first node;
+   b. *verify*, where the shingles are: task *q* gathers the shingle sets of the nodes of its
+      pairs (one shard's column at a time), walks the pairs with a local union-find, verifies
+      by exact Jaccard those not yet joined and keeps the pairs that joined (a spanning forest);
+   c. *components*: large-star / small-star rounds over those edges, partitioned by node,
+      until nothing changes: every node gets its component's smallest node, exactly what
+      single-process union-find gives;
+   d. *keep policy*, per partition of component roots: an earlier snapshot's doc (``against``)
+      if the cluster has one, else the highest ``quality_column`` score, else the earliest
+      doc (shard, then row);
+   e. *collect*, per shard: ``state/<name>/shards/part-<i>.parquet`` (``doc_id``,
+      ``dedup.cluster``, ``dedup.cluster_size``, ``keep``; docs in clusters of size >= 2) and
+      the persistent index part ``state/<name>/index/part-<i>.parquet`` (ids, scores, band
+      keys, shingle sets), plus ``index.json``.
+3. **apply** (per shard): loads only its shard's part; ``remove`` drops non-kept members
+   (``drop_reason=near_duplicate``); every mode writes ``dedup.cluster`` (the kept doc's
+   ``doc_id``; a singleton's own) and ``dedup.cluster_size``; ``soft`` keeps everyone and
+   multiplies ``weight`` by ``cluster_size ** -soft_alpha``.
 
 Incremental: the state folder (``<snapshot>/state/<stage name>/``) is the index. A later job
-with ``against = ["<snapshot>", ...]`` loads those indexes' band keys and shingle sets (no
-signature is recomputed) and removes new documents that near-duplicate earlier ones.
+with ``against = ["<snapshot>", ...]`` reads those index parts as extra sources (nodes after
+every new one; no signature is recomputed) and removes new documents that near-duplicate
+earlier ones.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +55,7 @@ from pipeline.registry import register
 from pipeline.stage import PathField, BarrierStage, Resources, StageConfig, StageContext
 
 SHINGLES = "shingles"
+N_SHINGLES = "n_shingles"
 BANDS = "bands"
 SCORE = "score"
 NEAR_DUP_REASON = "near_duplicate"
@@ -112,7 +127,7 @@ def _find_index(snapshot: str) -> Path:
     root = Path(snapshot)
     if (root / "index.json").exists():
         return root
-    found = sorted(p.parent for p in (root / "state").glob("*/index.json"))
+    found = sorted(p.parent for p in (root / "state").glob("*/index.json") if (p.parent / "index").is_dir())
     if not found:
         raise FileNotFoundError(
             f"against: {snapshot!r} holds no MinHash index (expected state/<stage>/index.json); "
@@ -152,7 +167,9 @@ class MinhashDedupStage(BarrierStage):
             self.bands, self.rows = c.bands, c.rows
         else:
             self.bands, self.rows = choose_bands(c.threshold, c.num_perm, c.verify)
-        self._clusters: dict[str, tuple[str, int, bool]] = {}
+        from pipeline.reduce import ShardStateCache
+
+        self._state = ShardStateCache()
 
     def output_columns(self) -> tuple[str, ...]:
         if self.config.mode == "soft":
@@ -199,19 +216,19 @@ class MinhashDedupStage(BarrierStage):
         cols[SHINGLES] = pa.LargeListArray.from_arrays(
             pa.array(offsets, pa.int64()), pa.array(flat, pa.uint32())
         )
+        cols[N_SHINGLES] = pa.array(np.diff(np.asarray(offsets)).astype(np.int32))
         ctx.add("signatures", table.num_rows)
         return pa.table(cols)
 
     # -- reduce -------------------------------------------------------------------------------
 
-    def reduce(self, artifact_paths: list[Path], state_dir: Path) -> None:
-        from dedup.lsh import IndexMeta, band_column, cluster_band, find_roots
+    def reduce_plan(self, rc):  # type: ignore[no-untyped-def]
+        from dedup.components import OLD_BASE, components_plan
+        from dedup.lsh import IndexMeta
+        from pipeline.reduce import ReduceTask, shard_groups
 
-        state_dir.mkdir(parents=True, exist_ok=True)
-        n_new, doc_ids, scores = _build_index(artifact_paths, state_dir, self.bands)
-        flat_new, offs_new = _open_store(state_dir)
-
-        olds = [_find_index(s) for s in self.config.against]
+        c = self.config
+        olds = [_find_index(s) for s in c.against]
         for o in olds:
             meta = IndexMeta.read(o)
             if (meta.params, meta.bands, meta.rows) != (self.params, self.bands, self.rows):
@@ -220,85 +237,60 @@ class MinhashDedupStage(BarrierStage):
                     f"{meta.rows} rows; this stage uses {self.params}, {self.bands} x {self.rows}. "
                     "Use the same num_perm/ngram/seed/bands/rows (or threshold) as that job."
                 )
-        tmp = Path(tempfile.mkdtemp(prefix="minhash-old-", dir=state_dir))
-        try:
-            flat_old, offs_old, old_ids = _concat_old_stores(olds, tmp)
-            n_old = len(old_ids)
-            n = n_new + n_old
-            parent = np.arange(n, dtype=np.int64)
-            stats = np.zeros(3, dtype=np.int64)
-            empty_new = np.diff(offs_new) == 0
-            empty_old = np.diff(offs_old) == 0
-            empty = np.concatenate([empty_new, empty_old])
-            # unique keys for docs without shingles so they never share a bucket
-            unique_keys = np.arange(n, dtype=np.uint64) | np.uint64(1 << 63)
-            for b in range(self.bands):
-                col = band_column(b)
-                parts = [pq.read_table(state_dir / "index.parquet", columns=[col]).column(0)]
-                parts += [pq.read_table(o / "index.parquet", columns=[col]).column(0) for o in olds]
-                keys = np.concatenate(
-                    [p.to_numpy() for p in parts] or [np.zeros(0, np.uint64)]
-                ).astype(np.uint64, copy=False)
-                keys = np.where(empty, unique_keys, keys)
-                cluster_band(
-                    keys,
-                    parent,
-                    n_new,
-                    (flat_new, offs_new),
-                    (flat_old, offs_old),
-                    self.config.threshold,
-                    self.config.verify,
-                    self.config.max_bucket,
-                    self.config.window,
-                    stats,
-                )
-            root = find_roots(parent)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-        clusters = _keep_policy(root, n_new, doc_ids, old_ids, scores)
-        pq.write_table(clusters, state_dir / "clusters.parquet")
-        meta = IndexMeta(self.params, self.bands, self.rows, self.config.threshold, n_new)
+        sources = list(rc.artifacts)
+        old_parts = [str(p) for o in olds for p in sorted((o / "index").glob("part-*.parquet"))]
+        sources += [(OLD_BASE + k, p) for k, p in enumerate(old_parts)]
+        P = rc.partitions
+        cand = rc.scratch_dir("candidates")
+        counts = yield [ReduceTask(_bucket_task, (sources, p, P, self.bands, c.max_bucket, c.window, cand))
+                        for p in range(P)]
+        n_new, n_old = counts[0]
+        edges = rc.scratch_dir("edges")
+        ver = yield [ReduceTask(_verify_task, (cand, q, sources, c.threshold, c.verify, edges, P))
+                     for q in range(P)]
+        labels = yield from components_plan(edges, rc.scratch_dir("components"), P)
+        members = rc.scratch_dir("members")
+        kept = yield [ReduceTask(_keep_task, (labels, r, sources, f"{members}/part-{r:05d}.parquet"))
+                      for r in range(P)]
+        member_files = [f"{members}/part-{r:05d}.parquet" for r in range(P)]
+        yield [ReduceTask(_collect_task, (member_files, g, rc.state_dir)) for g in shard_groups(rc)]
+        meta = IndexMeta(self.params, self.bands, self.rows, c.threshold, n_new)
+        in_clusters = sum(k[0] for k in kept)
         info = meta.to_json() | {
-            "candidate_pairs": int(stats[0]),
-            "pairs_checked": int(stats[1]),
-            "pairs_joined": int(stats[2]),
-            "docs_in_clusters": int(clusters.num_rows),
-            "docs_removed": int(clusters.num_rows - pc.sum(clusters.column("keep")).as_py())
-            if clusters.num_rows
-            else 0,
+            "candidate_pairs": int(sum(v[0] for v in ver)),
+            "docs_in_clusters": int(in_clusters),
+            "docs_removed": int(sum(k[1] for k in kept)),
+            "clusters": int(sum(k[2] for k in kept)),
             "against": [str(o) for o in olds],
-            "against_docs": n_old,
+            "against_docs": int(n_old),
         }
-        (state_dir / "index.json").write_text(json.dumps(info, indent=2, sort_keys=True))
+        (Path(rc.state_dir) / "index.json").write_text(json.dumps(info, indent=2, sort_keys=True))
+        # how much verification work the partitions did (depends on the partitioning: marker only)
+        return {"pairs_checked": int(sum(v[1] for v in ver)), "pairs_joined": int(sum(v[2] for v in ver))}
 
     # -- apply --------------------------------------------------------------------------------
 
     def load_state(self, state_dir: Path) -> None:
-        t = pq.read_table(state_dir / "clusters.parquet")
-        clusters: dict[str, tuple[str, int, bool]] = {}
-        for d, c, s, k in zip(
-            t.column(schema.DOC_ID).to_pylist(),
-            t.column(schema.DEDUP_CLUSTER).to_pylist(),
-            t.column(schema.DEDUP_CLUSTER_SIZE).to_pylist(),
-            t.column("keep").to_pylist(),
-            strict=True,
-        ):
-            prev = clusters.get(d)
-            # the same doc_id twice (the same record read twice): never drop both copies
-            clusters[d] = (c, s, k or (prev is not None and prev[2]))
-        self._clusters = clusters
+        self._state.open(state_dir)
 
     def process(self, table: pa.Table, ctx: StageContext) -> pa.Table:
         if table.num_rows == 0:
             return table
-        ids = table.column(schema.DOC_ID).to_pylist()
-        info = [self._clusters.get(d) for d in ids]
-        cluster = [i[0] if i else d for i, d in zip(info, ids, strict=True)]
-        size = np.array([i[1] if i else 1 for i in info], dtype=np.int32)
-        keep = np.array([i[2] if i else True for i in info], dtype=bool)
+        ids = table.column(schema.DOC_ID).combine_chunks().cast(pa.string())
+        idx = self._state.lookup(ids, ctx.shard_index)
+        found = idx >= 0
+        size = np.ones(table.num_rows, dtype=np.int32)
+        keep = np.ones(table.num_rows, dtype=bool)
+        cluster: pa.Array = ids
+        st = self._state.table(ctx.shard_index)
+        if st is not None and found.any():
+            take = pa.array(np.where(found, idx, 0))
+            size[found] = st.column(schema.DEDUP_CLUSTER_SIZE).take(take).to_numpy()[found]
+            keep[found] = st.column("keep").take(take).to_numpy(zero_copy_only=False)[found]
+            cl = st.column(schema.DEDUP_CLUSTER).take(take).combine_chunks()
+            cluster = pc.if_else(pa.array(found), cl, ids)
         ctx.add("in_clusters", int((size > 1).sum()))
-        table = _set(table, schema.DEDUP_CLUSTER, pa.array(cluster, pa.string()))
+        table = _set(table, schema.DEDUP_CLUSTER, cluster.cast(pa.string()))
         table = _set(table, schema.DEDUP_CLUSTER_SIZE, pa.array(size, pa.int32()))
         if self.config.mode == "soft":
             w = size.astype(np.float64) ** (-self.config.soft_alpha)
@@ -323,155 +315,190 @@ def _set(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
     return table.append_column(name, values)
 
 
-def _build_index(
-    artifact_paths: list[Path], state_dir: Path, bands: int
-) -> tuple[int, pa.ChunkedArray, np.ndarray]:
-    """Stream artifacts into ``index.parquet`` + the flat shingle store; returns ids, scores.
+# -- reduce tasks (module level: they run in other processes and on Ray) -------------------------
 
-    The index is written uncompressed and without dictionaries: band keys are uniform random.
-    """
-    from dedup.lsh import band_column
 
-    band_cols = [band_column(b) for b in range(bands)]
-    index_schema = pa.schema(
-        [pa.field(schema.DOC_ID, pa.string())] + [pa.field(c, pa.uint64()) for c in band_cols]
-    )
-    ids: list[pa.Array | pa.ChunkedArray] = []
-    scores: list[np.ndarray] = []
-    offsets = [np.zeros(1, dtype=np.int64)]
-    base = 0
-    with (
-        pq.ParquetWriter(
-            state_dir / "index.parquet", index_schema, compression="none", use_dictionary=False
-        ) as writer,
-        open(state_dir / "shingles.u32", "wb") as store,
-    ):
-        for path in artifact_paths:
-            pf = pq.ParquetFile(path)
-            for rg in range(pf.num_row_groups):
-                t = pf.read_row_group(rg)
-                fsb = t.column(BANDS).combine_chunks()
-                if fsb.type.byte_width != 8 * bands:
-                    raise ValueError(
-                        f"artifact {path} holds {fsb.type.byte_width // 8} bands, expected {bands}"
-                        "; artifacts from another configuration? delete the run folder's _work"
-                    )
-                raw = fsb.buffers()[1]
-                keys = np.frombuffer(raw, dtype=np.uint64)[
-                    fsb.offset * bands : (fsb.offset + len(fsb)) * bands
-                ].reshape(len(fsb), bands)
-                index_cols = [t.column(schema.DOC_ID).cast(pa.string())]
-                index_cols += [pa.array(keys[:, b]) for b in range(bands)]
-                writer.write_table(pa.table(index_cols, schema=index_schema))
-                # a copy: a slice would pin the whole row group (shingles included) in memory
-                ids.append(pc.take(t.column(schema.DOC_ID), pa.array(np.arange(t.num_rows))))
-                scores.append(
-                    pc.fill_null(t.column(SCORE), float("-inf")).to_numpy().astype(np.float64)
+def _row_groups(path: str, columns: list[str]):  # type: ignore[no-untyped-def]
+    pf = pq.ParquetFile(path)
+    for rg in range(pf.num_row_groups):
+        yield pf.read_row_group(rg, columns=columns)
+
+
+def _band_salt(b: int) -> np.uint64:
+    return np.uint64((0x9E3779B97F4A7C15 * (b + 1)) & 0xFFFFFFFFFFFFFFFF)
+
+
+def _bucket_task(sources: list[tuple[int, str]], part: int, partitions: int, bands: int, max_bucket: int,
+                 window: int, out_dir: str) -> tuple[int, int]:
+    """Step a: the (band, key, node) rows of this key range -> buckets -> candidate pairs."""
+    from dedup.components import OLD_BASE, ROW_BITS, bucket_pairs, unique_pairs
+    from dedup.components import _save_edges as save
+    from pipeline.reduce import hash_partition
+
+    bs, ks, ns = [], [], []
+    n_new = n_old = 0
+    for src, path in sources:
+        row = 0
+        for t in _row_groups(path, [BANDS, N_SHINGLES]):
+            fsb = t.column(BANDS).combine_chunks()
+            if fsb.type.byte_width != 8 * bands:
+                raise ValueError(
+                    f"artifact {path} holds {fsb.type.byte_width // 8} bands, expected {bands}"
+                    "; artifacts from another configuration? delete the run folder's _work"
                 )
-                sh = t.column(SHINGLES).combine_chunks()
-                lo = sh.offsets.to_numpy()
-                values = sh.values.to_numpy()[lo[0] : lo[-1]].astype(np.uint32, copy=False)
-                store.write(values.tobytes())
-                offsets.append(lo[1:] - lo[0] + base)
-                base += int(lo[-1] - lo[0])
-    np.save(state_dir / "shingle_offsets.npy", np.concatenate(offsets))
-    id_arr = (
-        pa.chunked_array([c.cast(pa.string()) for i in ids for c in getattr(i, "chunks", [i])])
-        if ids
-        else pa.chunked_array([], pa.string())
-    )
-    score_arr = np.concatenate(scores) if scores else np.zeros(0)
-    return len(id_arr), id_arr, score_arr
+            n = len(fsb)
+            keys = np.frombuffer(fsb.buffers()[1], dtype=np.uint64)[
+                fsb.offset * bands : (fsb.offset + n) * bands
+            ].reshape(n, bands)
+            nodes = (np.int64(src) << np.int64(ROW_BITS)) | np.arange(row, row + n, dtype=np.int64)
+            row += n
+            has = t.column(N_SHINGLES).to_numpy() > 0  # docs without shingles never share a bucket
+            for b in range(bands):
+                kb = keys[:, b]
+                sel = has & (hash_partition(kb ^ _band_salt(b), partitions) == part)
+                if sel.any():
+                    bs.append(np.full(int(sel.sum()), b, dtype=np.int16))
+                    ks.append(kb[sel])
+                    ns.append(nodes[sel])
+        if src >= OLD_BASE:
+            n_old += row
+        else:
+            n_new += row
+    if ks:
+        band, key, node = np.concatenate(bs), np.concatenate(ks), np.concatenate(ns)
+        del bs, ks, ns
+        order = np.lexsort((node, key, band))
+        a, b_ = bucket_pairs(band[order], key[order], node[order], max_bucket, window,
+                             OLD_BASE << ROW_BITS)
+        del band, key, node, order
+        a, b_ = unique_pairs(a, b_)
+    else:
+        a = b_ = np.zeros(0, np.int64)
+    save(out_dir, a, b_, partitions, f"from-{part:05d}")  # to the partition of the first node
+    return n_new, n_old
 
 
-def _open_store(state_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    offs = np.load(state_dir / "shingle_offsets.npy")
-    path = state_dir / "shingles.u32"
-    if path.stat().st_size == 0:
-        return np.zeros(0, dtype=np.uint32), offs
-    return np.memmap(path, dtype=np.uint32, mode="r"), offs
+def _gather(sources: dict[int, str], nodes: np.ndarray, column: str) -> pa.Array:
+    """``column``'s value for each (sorted, unique) node, read one source at a time."""
+    from dedup.components import ROW_BITS, ROW_MASK
+
+    src = nodes >> np.int64(ROW_BITS)
+    parts: list[pa.Array] = []
+    for s in np.unique(src).tolist():
+        rows = (nodes[src == s] & np.int64(ROW_MASK)).astype(np.int64)
+        col = pq.read_table(sources[s], columns=[column]).column(0)
+        parts.append(col.take(pa.array(rows)).combine_chunks())
+    if not parts:
+        return pa.array([], pa.null())
+    return pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
 
 
-def _concat_old_stores(
-    olds: list[Path], tmp: Path
-) -> tuple[np.ndarray, np.ndarray, pa.ChunkedArray]:
-    """One shingle store over all earlier indexes (memory-mapped when there is more than one)."""
-    if not olds:
-        return (
-            np.zeros(1, dtype=np.uint32),
-            np.zeros(1, dtype=np.int64),
-            pa.chunked_array([], pa.string()),
-        )
-    ids = pa.chunked_array(
-        [
-            c.cast(pa.string())
-            for o in olds
-            for c in pq.read_table(o / "index.parquet", columns=[schema.DOC_ID]).column(0).chunks
-        ],
-        pa.string(),
-    )
-    if len(olds) == 1:
-        flat, offs = _open_store(olds[0])
-        return flat, offs, ids
-    offsets = [np.zeros(1, dtype=np.int64)]
-    base = 0
-    with open(tmp / "old.u32", "wb") as out:
-        for o in olds:
-            flat, offs = _open_store(o)
-            out.write(np.asarray(flat[offs[0] : offs[-1]]).tobytes())
-            offsets.append(offs[1:] - offs[0] + base)
-            base += int(offs[-1] - offs[0])
-    flat_all = (
-        np.memmap(tmp / "old.u32", dtype=np.uint32, mode="r") if base else np.zeros(1, np.uint32)
-    )
-    return flat_all, np.concatenate(offsets), ids
+def _verify_task(cand_dir: str, q: int, sources: list[tuple[int, str]], threshold: float, verify: bool,
+                 out_dir: str, partitions: int) -> tuple[int, int, int]:
+    """Step b: this partition's distinct candidate pairs verified; joined pairs become edges."""
+    from dedup.components import _load_inbox, send_undirected, verify_spanning
+
+    a, b = _load_inbox(cand_dir, q)
+    n_cand = int(a.size)
+    if n_cand == 0:
+        send_undirected(out_dir, a, b, partitions, f"from-{q:05d}")
+        return 0, 0, 0
+    nodes = np.unique(np.r_[a, b])
+    la = np.searchsorted(nodes, a).astype(np.int64)
+    lb = np.searchsorted(nodes, b).astype(np.int64)
+    if verify:
+        sh = _gather(dict(sources), nodes, SHINGLES)
+        lists = sh.cast(pa.large_list(pa.uint32()))
+        offs = lists.offsets.to_numpy().astype(np.int64)
+        flat = lists.values.to_numpy()[offs[0] : offs[-1]].astype(np.uint32)
+        offs = offs - offs[0]
+    else:
+        flat, offs = np.zeros(1, np.uint32), np.zeros(nodes.size + 1, np.int64)
+    joined, stats = verify_spanning(la, lb, nodes.size, flat, offs, threshold, verify)
+    send_undirected(out_dir, a[joined], b[joined], partitions, f"from-{q:05d}")
+    return n_cand, int(stats[0]), int(stats[1])
 
 
-def _keep_policy(
-    root: np.ndarray,
-    n_new: int,
-    new_ids: pa.ChunkedArray,
-    old_ids: pa.ChunkedArray,
-    scores: np.ndarray,
-) -> pa.Table:
-    """Cluster id, size and keep flag for the new docs that share a cluster with any other doc.
+_MEMBER_SCHEMA = pa.schema([
+    ("shard", pa.int32()), ("node", pa.int64()), (schema.DOC_ID, pa.string()),
+    (schema.DEDUP_CLUSTER, pa.string()), (schema.DEDUP_CLUSTER_SIZE, pa.int32()), ("keep", pa.bool_()),
+])
 
-    The kept doc of a cluster: an earlier snapshot's doc if any (it is already published), else
-    the highest score, else the lowest node id (earliest shard, then row).
-    """
-    n = root.shape[0]
-    sizes = np.bincount(root, minlength=n)
-    node_size = sizes[root]
-    in_cluster = np.flatnonzero(node_size[:n_new] > 1)
-    if in_cluster.size == 0:
-        return pa.table(
-            {
-                schema.DOC_ID: pa.array([], pa.string()),
-                schema.DEDUP_CLUSTER: pa.array([], pa.string()),
-                schema.DEDUP_CLUSTER_SIZE: pa.array([], pa.int32()),
-                "keep": pa.array([], pa.bool_()),
-            }
-        )
-    members = np.flatnonzero(node_size > 1)
-    is_old = (members >= n_new).astype(np.int8)
-    score = np.full(members.size, -np.inf)
-    new_mask = members < n_new
-    score[new_mask] = scores[members[new_mask]]
+
+def _keep_task(labels_dir: str, r: int, sources: list[tuple[int, str]], out: str) -> tuple[int, int, int]:
+    """Step d: keeper, size and keep flag of every new member of the components rooted here."""
+    from dedup.components import OLD_BASE, ROW_BITS, load_labels
+
+    root, node = load_labels(labels_dir, r)
+    src_map = dict(sources)
+    is_old = (node >> np.int64(ROW_BITS)) >= OLD_BASE
+    score = np.full(node.size, -np.inf)
+    new_nodes = node[~is_old]
+    if new_nodes.size:
+        order_new = np.argsort(new_nodes)
+        s = _gather(src_map, new_nodes[order_new], SCORE)
+        vals = pc.fill_null(s.cast(pa.float64()), float("-inf")).to_numpy(zero_copy_only=False)
+        tmp = np.empty(new_nodes.size)
+        tmp[order_new] = vals
+        score[~is_old] = tmp
     # sort by (root, old first, score desc, node asc); the first of each root is kept
-    order = np.lexsort((members, -score, -is_old, root[members]))
-    sorted_members = members[order]
-    sorted_roots = root[sorted_members]
-    first = np.ones(sorted_members.size, dtype=bool)
-    first[1:] = sorted_roots[1:] != sorted_roots[:-1]
-    keeper_of_root = np.full(n, -1, dtype=np.int64)
-    keeper_of_root[sorted_roots[first]] = sorted_members[first]
-    keepers = keeper_of_root[root[in_cluster]]
-    all_ids = pa.chunked_array(new_ids.chunks + old_ids.chunks, pa.string())
-    return pa.table(
-        {
-            schema.DOC_ID: new_ids.take(pa.array(in_cluster)),
-            schema.DEDUP_CLUSTER: all_ids.take(pa.array(keepers)),
-            schema.DEDUP_CLUSTER_SIZE: pa.array(node_size[in_cluster], pa.int32()),
-            "keep": pa.array(keepers == in_cluster, pa.bool_()),
-        }
-    )
+    order = np.lexsort((node, -score, -is_old.astype(np.int8), root))
+    root, node, is_old = root[order], node[order], is_old[order]
+    starts = np.flatnonzero(np.r_[True, root[1:] != root[:-1]]) if root.size else np.zeros(0, np.int64)
+    counts = np.diff(np.r_[starts, root.size])
+    keeper = np.repeat(node[starts], counts)
+    size = np.repeat(counts, counts).astype(np.int32)
+    new = ~is_old
+    m_node, m_keeper, m_size = node[new], keeper[new], size[new]
+    if m_node.size == 0:
+        table = _MEMBER_SCHEMA.empty_table()
+        n_clusters = 0
+    else:
+        want = np.unique(np.r_[m_node, m_keeper])
+        ids = _gather(src_map, want, schema.DOC_ID).cast(pa.string())
+        n_clusters = int(np.unique(root[new]).size)
+        order2 = np.argsort(m_node, kind="stable")
+        m_node, m_keeper, m_size = m_node[order2], m_keeper[order2], m_size[order2]
+        table = pa.table({
+            "shard": pa.array((m_node >> np.int64(ROW_BITS)).astype(np.int32)),
+            "node": pa.array(m_node),
+            schema.DOC_ID: ids.take(pa.array(np.searchsorted(want, m_node))),
+            schema.DEDUP_CLUSTER: ids.take(pa.array(np.searchsorted(want, m_keeper))),
+            schema.DEDUP_CLUSTER_SIZE: pa.array(m_size),
+            "keep": pa.array(m_node == m_keeper),
+        }, schema=_MEMBER_SCHEMA)
+    tmp_path = Path(out).with_name(f".{Path(out).name}.tmp")
+    pq.write_table(table, tmp_path, row_group_size=65536)
+    tmp_path.replace(out)
+    removed = int(table.num_rows - (pc.sum(table.column("keep")).as_py() or 0))
+    return int(table.num_rows), removed, n_clusters
+
+
+_STATE_SCHEMA = pa.schema([
+    (schema.DOC_ID, pa.string()), (schema.DEDUP_CLUSTER, pa.string()),
+    (schema.DEDUP_CLUSTER_SIZE, pa.int32()), ("keep", pa.bool_()),
+])
+
+
+def _collect_task(member_files: list[str], group: list[tuple[int, str]], state_dir: str) -> None:
+    """Step e: each shard's members from every root partition -> its apply state; index part."""
+    import polars as pl
+
+    from pipeline.reduce import shard_state_path, write_table
+
+    for shard, artifact in group:
+        parts = [pq.read_table(f, filters=[("shard", "=", shard)]) for f in member_files]
+        t = pa.concat_tables(parts)
+        if t.num_rows:
+            df = pl.from_arrow(t).sort("node")
+            # the same doc_id twice in a shard (the same record read twice): never drop both copies
+            df = df.group_by(schema.DOC_ID, maintain_order=True).agg(
+                pl.col(schema.DEDUP_CLUSTER).last(), pl.col(schema.DEDUP_CLUSTER_SIZE).last(),
+                pl.col("keep").any(),
+            ).sort(schema.DOC_ID)
+            write_table(shard_state_path(state_dir, shard), df.to_arrow().cast(_STATE_SCHEMA))
+        dest = Path(state_dir) / "index" / f"part-{shard:05d}.parquet"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        shutil.copyfile(artifact, tmp)
+        tmp.replace(dest)

@@ -77,18 +77,21 @@ def run_inline(tasks: list[ReduceTask]) -> list[Any]:
     return [t() for t in tasks]
 
 
-def drive(plan: ReducePlan, runner: TaskRunner = run_inline) -> None:
-    """Run a reduce plan step by step with ``runner`` (which runs one step's tasks)."""
+def drive(plan: ReducePlan, runner: TaskRunner = run_inline) -> Any:
+    """Run a reduce plan step by step with ``runner`` (which runs one step's tasks).
+
+    Returns the plan's return value (small work statistics for the reduce marker, or None).
+    """
     try:
         step = next(plan)
-    except StopIteration:
-        return
+    except StopIteration as e:
+        return e.value
     while True:
         results = runner(step) if step else []
         try:
             step = plan.send(results)
-        except StopIteration:
-            return
+        except StopIteration as e:
+            return e.value
 
 
 def context_for(artifact_paths: Sequence[Path | str], state_dir: Path | str, partitions: int = 1) -> ReduceContext:

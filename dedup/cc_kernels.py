@@ -1,0 +1,60 @@
+"""Numba kernels of :mod:`dedup.components` (module level, so numba's on-disk cache works).
+
+Imports numba at import time: import it lazily, never from a module the registry loads.
+"""
+
+from __future__ import annotations
+
+from dedup.kernels import find, jaccard, nb
+
+
+@nb.njit(cache=True)
+def bucket_pairs(nodes, starts, ends, max_bucket, window, old_from, fill, out_a, out_b):  # type: ignore[no-untyped-def]
+    k = 0
+    for g in range(starts.shape[0]):
+        s = starts[g]
+        e = ends[g]
+        m = e - s
+        if m < 2:
+            continue
+        for x in range(s, e):
+            if nodes[x] >= old_from:
+                break  # sorted: the rest of the bucket is old too, and old-old pairs are done
+            if m <= max_bucket:
+                for y in range(x + 1, e):
+                    if fill:
+                        out_a[k] = nodes[x]
+                        out_b[k] = nodes[y]
+                    k += 1
+            else:
+                if x > s:
+                    if fill:
+                        out_a[k] = nodes[s]
+                        out_b[k] = nodes[x]
+                    k += 1
+                ye = min(e, x + 1 + window)
+                for y in range(x + 1, ye):
+                    if fill:
+                        out_a[k] = nodes[x]
+                        out_b[k] = nodes[y]
+                    k += 1
+    return k
+
+
+@nb.njit(cache=True)
+def verify_spanning(a, b, flat, offs, threshold, verify, parent, joined, stats):  # type: ignore[no-untyped-def]
+    for i in range(a.shape[0]):
+        ra = find(parent, a[i])
+        rb = find(parent, b[i])
+        if ra == rb:
+            continue
+        stats[0] += 1
+        if verify:
+            if jaccard(flat, offs, a[i], flat, offs, b[i]) < threshold:
+                continue
+        stats[1] += 1
+        joined[i] = True
+        if ra < rb:
+            parent[rb] = ra
+        else:
+            parent[ra] = rb
