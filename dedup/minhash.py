@@ -335,7 +335,10 @@ def _bucket_task(sources: list[tuple[int, str]], part: int, partitions: int, ban
     from dedup.components import _save_edges as save
     from pipeline.reduce import hash_partition
 
-    bs, ks, ns = [], [], []
+    # per band: (key, node) of this range; a band is sorted on its own, so the sort never
+    # holds more than one band's rows of the range beside the range itself (16 B per doc-band)
+    ks: list[list[np.ndarray]] = [[] for _ in range(bands)]
+    ns: list[list[np.ndarray]] = [[] for _ in range(bands)]
     n_new = n_old = 0
     for src, path in sources:
         row = 0
@@ -357,21 +360,25 @@ def _bucket_task(sources: list[tuple[int, str]], part: int, partitions: int, ban
                 kb = keys[:, b]
                 sel = has & (hash_partition(kb ^ _band_salt(b), partitions) == part)
                 if sel.any():
-                    bs.append(np.full(int(sel.sum()), b, dtype=np.int16))
-                    ks.append(kb[sel])
-                    ns.append(nodes[sel])
+                    ks[b].append(kb[sel].copy())
+                    ns[b].append(nodes[sel])
         if src >= OLD_BASE:
             n_old += row
         else:
             n_new += row
-    if ks:
-        band, key, node = np.concatenate(bs), np.concatenate(ks), np.concatenate(ns)
-        del bs, ks, ns
-        order = np.lexsort((node, key, band))
-        a, b_ = bucket_pairs(band[order], key[order], node[order], max_bucket, window,
-                             OLD_BASE << ROW_BITS)
-        del band, key, node, order
-        a, b_ = unique_pairs(a, b_)
+    pa_list, pb_list = [], []
+    for b in range(bands):
+        if not ks[b]:
+            continue
+        key, node = np.concatenate(ks[b]), np.concatenate(ns[b])
+        ks[b] = ns[b] = []
+        order = np.lexsort((node, key))
+        key, node = key[order], node[order]
+        a, b_ = bucket_pairs(np.zeros(key.size, np.int16), key, node, max_bucket, window, OLD_BASE << ROW_BITS)
+        pa_list.append(a)
+        pb_list.append(b_)
+    if pa_list:
+        a, b_ = unique_pairs(np.concatenate(pa_list), np.concatenate(pb_list))
     else:
         a = b_ = np.zeros(0, np.int64)
     save(out_dir, a, b_, partitions, f"from-{part:05d}")  # to the partition of the first node

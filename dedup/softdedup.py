@@ -263,7 +263,13 @@ def _score(group: list[tuple[int, str]], merged: list[str], ngram: int, smoothin
            out_dir: str) -> int:
     """Step 3: log commonness of each doc of these shards; returns how many have n-grams."""
     k = _kernels()
-    table = np.ascontiguousarray(np.concatenate([np.load(m) for m in merged], axis=1))
+    parts = [np.load(m, mmap_mode="r") for m in merged]
+    table = np.empty((parts[0].shape[0], sum(p.shape[1] for p in parts)), dtype=np.uint32)
+    col = 0
+    for p in parts:
+        table[:, col : col + p.shape[1]] = p
+        col += p.shape[1]
+    del parts
     n_has = 0
     for shard, path in group:
         ids, logp, sizes = [], [], []

@@ -1,0 +1,215 @@
+"""`assay bench scale`: does the driver stay flat and do the barriers scale out?
+
+Measures, on corpora cut from real text (``pretrain_raw.jsonl.zst``: doc pages, dictionaries,
+licences, changelogs, literature; each document split into ~200-word chunks at paragraph
+boundaries, so 100k documents exist; its licences and repeated boilerplate give the dedup
+stages real work), a spec with the three partitioned barriers (exact dedup, MinHash remove,
+SoftDedup) plus a percentile threshold, run with ``workers=2, partitions=2``:
+
+- **driver peak RSS** (``ru_maxrss`` of the process that runs the executor; shards and reduce
+  tasks run in the process pool) at each corpus size: it must stay flat (target: under +50 MB
+  from 5k to 100k documents);
+- **per-worker peak RSS** (``VmHWM`` of every pool process, sampled): its growth per million
+  documents of the worker's partition (target <= 1 GiB);
+- **1 -> 2 workers** wall time on the largest corpus (target >= 1.8x on 2 cores), with the
+  machine's load average beside it (the machine is shared: take the ratio, not the seconds).
+
+Each run is a fresh subprocess, so imports and the numba cache are warm but nothing else is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO / ".." / "shared" / "data" / "pretrain_raw.jsonl.zst"
+
+STAGES: list[dict[str, Any]] = [
+    {"kind": "dedup.exact"},
+    {"kind": "dedup.minhash", "mode": "remove"},
+    {"kind": "dedup.softdedup"},
+    {"kind": "filter.threshold", "column": "weight", "min_percentile": 2},
+]
+
+_PARA = re.compile(r"\n\s*\n")
+
+
+def chunks(text: str, words: int = 200) -> list[str]:
+    """Paragraph-aligned pieces of about ``words`` words (a long paragraph is its own piece)."""
+    out: list[str] = []
+    cur: list[str] = []
+    n = 0
+    for para in _PARA.split(text):
+        w = len(para.split())
+        if w == 0:
+            continue
+        cur.append(para.strip())
+        n += w
+        if n >= words:
+            out.append("\n\n".join(cur))
+            cur, n = [], 0
+    if cur and n >= 20:
+        out.append("\n\n".join(cur))
+    return out
+
+
+def build_corpus(data: Path, n_docs: int, per_shard: int, folder: Path) -> int:
+    """Write ``n_docs`` chunk documents as JSONL shards of ``per_shard`` docs; returns docs written."""
+    import zstandard
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = 0
+    shard = None
+    with open(data, "rb") as fh:
+        reader = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(fh), encoding="utf-8")
+        for line in reader:
+            rec = json.loads(line)
+            for k, piece in enumerate(chunks(rec["text"])):
+                if written % per_shard == 0:
+                    if shard:
+                        shard.close()
+                    shard = open(folder / f"part-{written // per_shard:05d}.jsonl", "w")
+                assert shard is not None
+                shard.write(json.dumps({"id": f"{rec.get('id', written)}#{k}", "text": piece}) + "\n")
+                written += 1
+                if written >= n_docs:
+                    shard.close()
+                    return written
+    if shard:
+        shard.close()
+    return written
+
+
+_RUN = r"""
+import json, os, resource, sys, threading, time
+sys.path.insert(0, {repo!r})
+import psutil
+from pipeline.run import run_spec
+from pipeline.spec import PipelineSpec
+
+peaks = {{}}
+stop = False
+def hwm(pid):
+    try:
+        for line in open(f"/proc/{{pid}}/status"):
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+def sample():
+    me = psutil.Process()
+    while not stop:
+        for c in me.children(recursive=True):
+            v = hwm(c.pid)
+            if v is not None:
+                peaks[c.pid] = max(peaks.get(c.pid, 0.0), v)
+        time.sleep(0.2)
+t = threading.Thread(target=sample, daemon=True)
+t.start()
+spec = PipelineSpec.from_dict(json.loads({spec!r}))
+t0 = time.perf_counter()
+m = run_spec(spec, progress=False, workers={workers}, partitions={partitions})
+wall = time.perf_counter() - t0
+stop = True
+t.join()
+print(json.dumps({{
+    "wall_s": wall,
+    "driver_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "worker_peak_mb": max(peaks.values()) if peaks else None,
+    "docs_in": m["stats"]["docs_in"], "kept": m["stats"]["kept"],
+    "snapshot_id": m["snapshot_id"],
+    "shards": m["totals"]["shards"],
+}}))
+"""
+
+
+def run_once(inp: Path, out: Path, workers: int, partitions: int, stages: list[dict[str, Any]]) -> dict[str, Any]:
+    spec = {
+        "name": "bench-scale",
+        "input": {"paths": [str(inp)]},
+        "output": {"dir": str(out)},
+        "execution": {"batch_size": 1000},
+        "stages": stages,
+    }
+    code = _RUN.format(repo=str(REPO), spec=json.dumps(spec), workers=workers, partitions=partitions)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"bench run failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(prog="assay bench scale", description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default=str(DEFAULT_DATA), help="pretrain_raw.jsonl.zst (real text)")
+    ap.add_argument("--sizes", default="5000,25000,100000", help="corpus sizes in documents")
+    ap.add_argument("--per-shard", type=int, default=5000, help="documents per input shard")
+    ap.add_argument("--speedup-docs", type=int, default=100000, help="corpus for the 1 -> 2 workers ratio (0: skip)")
+    ap.add_argument("--skip-rss", action="store_true", help="only the 1 -> 2 workers ratio")
+    ap.add_argument("--json", dest="json_out", help="write the results here too")
+    args = ap.parse_args(argv)
+    data = Path(args.data)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    results: dict[str, Any] = {"stages": STAGES, "per_shard": args.per_shard, "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="assay-scale-") as tmp:
+        work = Path(tmp)
+        # warm the numba cache once, so no run below pays for compiling
+        build_corpus(data, 300, 300, work / "warm")
+        run_once(work / "warm", work / "warm-out", 1, 1, STAGES)
+        if not args.skip_rss:
+            points = []
+            for n in sizes:
+                inp = work / f"c{n}"
+                got = build_corpus(data, n, args.per_shard, inp)
+                load0 = loadavg()
+                r = run_once(inp, work / f"o{n}", 2, 2, STAGES)
+                r.update(docs=got, load_before=load0, load_after=loadavg())
+                points.append(r)
+                print(json.dumps(r), file=sys.stderr)
+            results["points"] = points
+            d0, d1 = points[0], points[-1]
+            results["driver_growth_mb"] = d1["driver_peak_mb"] - d0["driver_peak_mb"]
+            if len(points) >= 2:
+                a, b = points[-2], points[-1]
+                per_part = (b["docs"] - a["docs"]) / 2  # 2 partitions: each worker's share
+                results["worker_growth_mb_per_million_partition_docs"] = (
+                    (b["worker_peak_mb"] - a["worker_peak_mb"]) / per_part * 1e6 if per_part else None
+                )
+        if args.speedup_docs:
+            inp = work / f"s{args.speedup_docs}"
+            got = build_corpus(data, args.speedup_docs, args.per_shard, inp)
+            runs = {}
+            for w in (1, 2):
+                load0 = loadavg()
+                t0 = time.time()
+                r = run_once(inp, work / f"sp{w}", w, w, STAGES)
+                r.update(load_before=load0, load_after=loadavg(), started=time.strftime("%H:%M:%S", time.gmtime(t0)))
+                runs[str(w)] = r
+                print(json.dumps({"workers": w, **r}), file=sys.stderr)
+            results["speedup"] = {
+                "docs": got,
+                "runs": runs,
+                "ratio": runs["1"]["wall_s"] / runs["2"]["wall_s"],
+                "same_output": runs["1"]["snapshot_id"] == runs["2"]["snapshot_id"],
+            }
+    print(json.dumps(results, indent=2))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()
