@@ -40,6 +40,7 @@ earlier ones.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Literal
@@ -489,23 +490,34 @@ _STATE_SCHEMA = pa.schema([
 
 def _collect_task(member_files: list[str], group: list[tuple[int, str]], state_dir: str) -> None:
     """Step e: each shard's members from every root partition -> its apply state; index part."""
-    import polars as pl
-
     from pipeline.reduce import shard_state_path, write_table
 
     for shard, artifact in group:
         parts = [pq.read_table(f, filters=[("shard", "=", shard)]) for f in member_files]
         t = pa.concat_tables(parts)
         if t.num_rows:
-            df = pl.from_arrow(t).sort("node")
-            # the same doc_id twice in a shard (the same record read twice): never drop both copies
-            df = df.group_by(schema.DOC_ID, maintain_order=True).agg(
-                pl.col(schema.DEDUP_CLUSTER).last(), pl.col(schema.DEDUP_CLUSTER_SIZE).last(),
-                pl.col("keep").any(),
-            ).sort(schema.DOC_ID)
-            write_table(shard_state_path(state_dir, shard), df.to_arrow().cast(_STATE_SCHEMA))
+            t = t.sort_by("node")
+            if pc.count_distinct(t.column(schema.DOC_ID)).as_py() < t.num_rows:
+                t = _merge_repeated_ids(t)
+            t = t.select([f.name for f in _STATE_SCHEMA]).cast(_STATE_SCHEMA).sort_by(schema.DOC_ID)
+            write_table(shard_state_path(state_dir, shard), t)
+        # the artifact is the index part (immutable once written: a link where the disk allows)
         dest = Path(state_dir) / "index" / f"part-{shard:05d}.parquet"
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.tmp")
-        shutil.copyfile(artifact, tmp)
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(artifact, tmp)
+        except OSError:
+            shutil.copyfile(artifact, tmp)
         tmp.replace(dest)
+
+
+def _merge_repeated_ids(t: pa.Table) -> pa.Table:
+    """The same doc_id twice in a shard (the same record read twice): never drop both copies."""
+    import polars as pl
+
+    df = pl.from_arrow(t).group_by(schema.DOC_ID, maintain_order=True).agg(
+        pl.col(schema.DEDUP_CLUSTER).last(), pl.col(schema.DEDUP_CLUSTER_SIZE).last(), pl.col("keep").any(),
+    )
+    return df.to_arrow()

@@ -115,3 +115,22 @@ def test_partitioned_reduce_gives_the_single_process_clusters(real_neardups: pa.
     for pos, c in enumerate(out.column("dedup.cluster").to_pylist()):
         first.setdefault(c, pos)
     assert all(ids[pos] == c for c, pos in first.items())
+
+
+def test_same_record_twice_in_a_shard_is_never_dropped_twice(real_neardups: pa.Table, tmp_path: Path) -> None:
+    part = real_neardups.slice(0, 300)
+    twice = pa.concat_tables([part, part.slice(0, 40)])  # the same 40 records (same doc_id) again
+    stage = MinhashDedupStage({"mode": "remove"})
+    stage.setup()
+    pq.write_table(stage.map(twice, StageContext("m", shard_index=0)), tmp_path / "a.parquet")
+    stage.reduce([tmp_path / "a.parquet"], tmp_path / "state", partitions=2)
+    stage.load_state(tmp_path / "state")
+    out = stage.process(twice, StageContext("m", shard_index=0))
+    kept = set(out.column("doc_id").to_pylist())
+    state = pq.read_table(tmp_path / "state" / "shards" / "part-00000.parquet")
+    ids = state.column("doc_id").to_pylist()
+    assert len(ids) == len(set(ids))  # one row per doc_id, whatever the repeats
+    # every doc_id of the input survives at least once unless its cluster kept another doc
+    clusters = dict(zip(ids, state.column("dedup.cluster").to_pylist(), strict=True))
+    for d in set(twice.column("doc_id").to_pylist()):
+        assert d in kept or (d in clusters and clusters[d] != d and clusters[d] in kept)
