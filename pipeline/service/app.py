@@ -83,7 +83,10 @@ def create_app(root: str | Path, input_roots: list[str | Path] | None = None, *,
             await run_in_threadpool(supervisor.stop)
         cat.dispose()
 
-    app = FastAPI(title="assay", version=pipeline.__version__, lifespan=lifespan,
+    # no /docs or /redoc (they load their JS from a CDN and cannot send a bearer token);
+    # the OpenAPI document itself is a read route like every other
+    app = FastAPI(title="assay", version=pipeline.__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None,
                   description="Submit curation jobs, follow them, browse and pull content-addressed snapshots. "
                   "Every route but /health needs `Authorization: Bearer <token>` (`assay token create`).")
     app.state.catalog = cat
@@ -151,13 +154,17 @@ def create_app(root: str | Path, input_roots: list[str | Path] | None = None, *,
         return ("<!doctype html><html><head><meta charset='utf-8'><title>assay</title></head><body>"
                 f"<h1>assay {pipeline.__version__}</h1><h2>Jobs</h2><table><tr><th>id</th><th>name</th><th>status</th>"
                 f"<th>snapshot</th></tr>{rows_j}</table><h2>Snapshots</h2><table><tr><th>id</th><th>name</th><th>rows</th>"
-                f"<th>shards</th><th></th></tr>{rows_s}</table><p><a href='/docs'>API docs</a></p></body></html>")
+                f"<th>shards</th><th></th></tr>{rows_s}</table><p>API: <code>/openapi.json</code></p></body></html>")
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["service"], responses=AUTH_ERRORS)
     def metrics_route(_: str = READ) -> Response:
         """Prometheus text: jobs by state, documents per stage kind, request latency histograms."""
         body, ctype = metrics.render()
         return Response(body, media_type=ctype)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_doc(_: str = READ) -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     @app.get("/v1/stages", response_model=list[M.StageInfo], tags=["service"], responses=AUTH_ERRORS)
     def stages(_: str = READ) -> list[dict[str, Any]]:

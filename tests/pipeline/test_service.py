@@ -188,7 +188,7 @@ with TestClient(app) as c:
     assert c.get('/v1/stages', headers=h).status_code == 200
     spec = {{'input': {{'paths': ['docs-000.jsonl']}}, 'stages': [{{'kind': 'lid.fasttext'}}, {{'kind': 'classify.perplexity', 'model_path': 'nope'}}]}}
     assert c.post('/v1/jobs', json=spec, headers=h).status_code == 422
-    c.get('/openapi.json'); c.get('/metrics', headers=h)
+    assert c.get('/openapi.json', headers=h).status_code == 200; c.get('/metrics', headers=h)
 print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'ray', 'vllm'))))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=120)

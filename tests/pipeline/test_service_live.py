@@ -75,11 +75,14 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(live, tmp_path
     r = httpx.post(srv.url + "/v1/jobs", json={"name": "fuzz", "input": {"paths": ["docs-000.jsonl"]},
                                                "stages": [{"kind": "dedup.exact"}]}, headers=auth(tok))
     assert wait_job(lambda p, headers: httpx.get(srv.url + p, headers=headers), r.json()["id"], auth(tok))["status"] == "succeeded"
+    assert httpx.get(srv.url + "/openapi.json").status_code == 401  # the schema needs a token too
+    schema = tmp_path / "openapi.json"
+    schema.write_text(httpx.get(srv.url + "/openapi.json", headers=auth(tok)).text)
     exe = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or "schemathesis"
     checks = ("not_a_server_error,status_code_conformance,content_type_conformance,"
               "response_schema_conformance,response_headers_conformance")
     out = subprocess.run(
-        [exe, "run", srv.url + "/openapi.json", "-H", f"Authorization: Bearer {tok}", "--checks", checks,
+        [exe, "run", str(schema), "--url", srv.url, "-H", f"Authorization: Bearer {tok}", "--checks", checks,
          "-n", "12", "--seed", "8", "--workers", "1", "--phases", "examples,coverage,fuzzing",
          "--suppress-health-check", "all", "--request-timeout", "30"],
         capture_output=True, text=True, timeout=400, cwd=tmp_path)
