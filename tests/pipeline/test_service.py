@@ -51,6 +51,8 @@ def test_submit_follow_pull_and_store_once(tmp_path: Path, inputs: Path, catalog
         snaps = c.get("/v1/snapshots", headers=h)
         assert [s["id"] for s in snaps.json()["items"]] == [sid]
         assert snaps.json()["items"][0]["aliases"] == ["rest@latest"]
+        assert c.get("/v1/snapshots?name=rest", headers=h).json()["total"] == 1
+        assert c.get("/v1/snapshots?name=other", headers=h).json()["total"] == 0
         m = c.get(f"/v1/snapshots/{sid}", headers=h)
         for resp in (snaps, m, c.get(f"/v1/jobs/{job['id']}", headers=h), c.get(f"/v1/snapshots/{sid}/lineage", headers=h)):
             _no_server_paths(resp.text, root, inputs, tmp_path)
