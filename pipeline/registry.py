@@ -29,6 +29,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "classifiers.perplexity",
     "classifiers.embedding",
     "classifiers.toxicity",
+    "synth.stage",
 )
 
 _REGISTRY: dict[str, type[Stage]] = {}

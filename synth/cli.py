@@ -75,3 +75,31 @@ def verify(input_path: str, output_path: str, program_field: str, answer_field: 
     for v in VERDICTS:
         click.echo(f"  {v:<13}{counts.get(v, 0):>6}")
     click.echo(json.dumps({"rows": total, **{v: counts.get(v, 0) for v in VERDICTS}}))
+
+
+@synth.command()
+@click.argument("job_path", metavar="JOB.toml", type=click.Path(dir_okay=False))
+@click.option("--output", required=True, help="folder for one snapshot per task + summary.json")
+@click.option("--progress/--no-progress", default=False, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+def generate(job_path: str, output: str, progress: bool, as_json: bool) -> None:
+    """Run a synth job (see examples/synth.toml): each [[tasks]] entry becomes a snapshot under OUTPUT.
+
+    A killed job resumes: finished shards are skipped and every completion already in the
+    request cache is reused, so nothing is generated twice.
+    """
+    from pipeline.spec import SpecError
+    from synth.backends import BackendUnavailable
+    from synth.job import format_summary, run_job
+    from synth.sandbox import SandboxUnavailable
+
+    try:
+        results = run_job(job_path, output, progress=progress)
+    except (SpecError, BackendUnavailable, SandboxUnavailable) as e:
+        _fail(str(e))
+        return
+    if as_json:
+        click.echo(json.dumps(results, indent=2, default=str))
+        return
+    click.echo(format_summary(results))
+    click.echo(f"\nsnapshots under {output}/<task>/, summary in {Path(output) / 'summary.json'}")

@@ -5,7 +5,8 @@ That line is ``synth.result``. It is compared with the row's stated ``answer`` a
 row has one, its ``reference``:
 
 - numbers compare numerically: both sides parse as int, decimal, scientific or ``a/b``
-  (thousands separators, a leading ``$`` and a trailing ``.``/``%`` are ignored), and match when
+  (thousands separators, a leading ``$``, a trailing ``.``/``%`` and a short unit after the
+  number — ``40 km/h``, ``12 apples`` — are ignored), and match when
   ``math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-9)``; so ``0.3333333`` matches ``1/3`` and
   ``42.0`` matches ``42``;
 - anything else compares as text after trimming, case folding, collapsing whitespace and
@@ -43,6 +44,7 @@ COL_REASON = "synth.reason"
 
 _NUM = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _FRAC = re.compile(r"^([+-]?\d+)\s*/\s*([+-]?\d+)$")
+_UNIT = re.compile(r"^\$?([+-]?[\d,]*\.?\d+(?:[eE][+-]?\d+)?)\s*(?:%|[A-Za-z°][A-Za-z/°²³ ]{0,15})\.?$")
 
 
 def parse_number(text: str | int | float | None) -> float | None:
@@ -63,6 +65,9 @@ def parse_number(text: str | int | float | None) -> float | None:
     m = _FRAC.match(s)
     if m and int(m.group(2)) != 0:
         return float(Fraction(int(m.group(1)), int(m.group(2))))
+    m = _UNIT.match(str(text).strip())  # "40 km/h", "12 apples": the number before a short unit
+    if m:
+        return parse_number(m.group(1))
     return None
 
 
