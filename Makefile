@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.assay-installed
 
-.PHONY: venv venv-moto venv-vllm demo test test-fast test-vllm bench clean
+.PHONY: venv venv-moto venv-vllm demo synth-demo test test-fast test-vllm bench clean
 
 venv: $(STAMP)
 
@@ -59,6 +59,11 @@ $(VSTAMP): pyproject.toml
 test: venv venv-moto venv-vllm
 	$(PY) -m pytest -q -p no:cacheprovider -m "not vllm"
 	$(VPY) -m pytest -q -p no:cacheprovider -m vllm tests/synth
+
+# the synthetic-data demo on vLLM's CPU engine (SmolLM2-135M-Instruct): see examples/synth.toml
+synth-demo: venv-vllm
+	rm -rf runs/synth
+	$(VVENV)/bin/assay synth generate examples/synth.toml --output runs/synth
 
 test-vllm: venv-vllm
 	$(VPY) -m pytest -q -p no:cacheprovider -m vllm tests/synth
