@@ -124,11 +124,14 @@ def test_crashed_worker_fails_with_the_error_and_is_cleaned(tmp_path: Path, many
 
 
 @pytest.mark.slow
-def test_server_sigkill_restart_resumes_same_snapshot(tmp_path: Path, many: Path, reference: str):
+def test_server_sigkill_restart_resumes_same_snapshot(tmp_path: Path, many: Path, reference: str,
+                                                      catalog_url: str | None):
+    """`assay serve` (and `assay token create`) on SQLite and with --catalog postgresql://..."""
     root = tmp_path / "svc"
-    tok = cli("token", "create", "--root", str(root), "--role", "submit", "--name", "t").stdout.strip()
+    cat_args = ["--catalog", catalog_url] if catalog_url else []
+    tok = cli("token", "create", "--root", str(root), *cat_args, "--role", "submit", "--name", "t").stdout.strip()
     h = auth(tok)
-    srv = LiveServer(root, [many], max_jobs=1).start()
+    srv = LiveServer(root, [many], catalog=catalog_url, max_jobs=1).start()
     try:
         a = httpx.post(srv.url + "/v1/jobs", json=_spec(), headers=h).json()["id"]
         b = httpx.post(srv.url + "/v1/jobs", json=_spec("second"), headers=h).json()["id"]
@@ -139,9 +142,10 @@ def test_server_sigkill_restart_resumes_same_snapshot(tmp_path: Path, many: Path
 
         _wait(prog)
         pid = httpx.get(f"{srv.url}/v1/jobs/{a}", headers=h).json()
-        from pipeline.service.catalog import Catalog, catalog_url
+        from pipeline.service.catalog import Catalog
+        from pipeline.service.catalog import catalog_url as catalog_url_for
 
-        cat = Catalog(catalog_url(root))
+        cat = Catalog(catalog_url_for(root, catalog_url))
         worker_pid = cat.job(a)["pid"]
         srv.kill()
         _wait(lambda: not _alive(worker_pid), timeout=10)  # the worker dies with its server
