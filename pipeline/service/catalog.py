@@ -265,9 +265,11 @@ class Catalog:
                 for p in manifest.get("parents", []) or []:
                     c.execute(insert(parents).values(child=sid, parent=str(p)))
         except IntegrityError:
-            return False
+            new = False
+        else:
+            new = True
         self.set_alias(str(manifest.get("name", ""))[:200], "latest", sid)
-        return True
+        return new
 
     def add_stage_docs(self, stats: dict[str, Any]) -> None:
         with self.tx() as c:
