@@ -34,7 +34,8 @@ $(MOTO_VENV)/bin/moto_server:
 # conflict with the main environment: it gets its own venv. It drags in CUDA builds of
 # torchvision/torchaudio/torchcodec that break `transformers` imports: removed. torch is the
 # CPU wheel (on this project's machines it lies in /opt/wheels, which pip's find-links names).
-# ~75 s from an empty pip cache here (local package index), ~40 s from a warm one.
+# Measured here: 74 s from an empty pip cache (local package index, moderate load); 9 min 16 s
+# wall with a warm cache under load average ~19 on 2 cores (66 s of user CPU: the rest is waiting).
 VVENV ?= .venv-vllm
 VPY := $(VVENV)/bin/python
 VSTAMP := $(VVENV)/.assay-vllm-installed

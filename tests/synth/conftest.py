@@ -19,18 +19,10 @@ for _k, _v in {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": "1",
 EXAMPLES_SYNTH = Path(__file__).resolve().parents[2] / "examples" / "data" / "synth"
 
 
-def pytest_collection_modifyitems(config, items):  # noqa: ARG001
-    if importlib.util.find_spec("vllm") is not None:
-        return
-    for item in items:
-        if item.get_closest_marker("vllm") is not None:
-            item.add_marker(pytest.mark.usefixtures("_vllm_required"))
-
-
-@pytest.fixture
-def _vllm_required():
-    pytest.fail("vLLM is not installed in this interpreter: vllm tests run in .venv-vllm "
-                "(`make venv-vllm`, then `.venv-vllm/bin/python -m pytest -m vllm tests/synth`; `make test` does both)")
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("vllm") is not None and importlib.util.find_spec("vllm") is None:
+        pytest.fail("vLLM is not installed in this interpreter: vllm tests run in .venv-vllm (`make venv-vllm`, "
+                    "then `.venv-vllm/bin/python -m pytest -m vllm tests/synth`; `make test` does both)", pytrace=False)
 
 
 @pytest.fixture(scope="session")
