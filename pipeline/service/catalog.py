@@ -251,8 +251,12 @@ class Catalog:
 
     # -- snapshots ---------------------------------------------------------------------------
 
-    def add_snapshot(self, manifest: dict[str, Any], folder: str, job_id: str | None) -> bool:
-        """Record a snapshot (once: the id is its content hash). True when it was new."""
+    def add_snapshot(self, manifest: dict[str, Any], folder: str, job_id: str | None,
+                     extra_parents: list[str] | None = None) -> bool:
+        """Record a snapshot (once: the id is its content hash). True when it was new.
+
+        Parents: the manifest's (what stages declared they read) plus ``extra_parents`` (the
+        catalog snapshots the job read as input)."""
         t = manifest["totals"]
         sid = manifest["snapshot_id"]
         try:
@@ -262,7 +266,7 @@ class Catalog:
                     spec_hash=manifest["spec_hash"], code_version=manifest.get("code_version"),
                     rows=t["rows"], bytes=t["bytes"], tokens=t.get("tokens", 0), shards=t["shards"],
                     job_id=job_id, created_at=time.time()))
-                for p in manifest.get("parents", []) or []:
+                for p in sorted({*(manifest.get("parents", []) or []), *(extra_parents or [])} - {sid}):
                     c.execute(insert(parents).values(child=sid, parent=str(p)))
         except IntegrityError:
             new = False

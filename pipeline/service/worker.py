@@ -186,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         stats_path = work / "stats.json"
         stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
         folder = publish(root, work, manifest)
-        new = catalog.add_snapshot(manifest, folder, args.job_id)
+        snaps = (root / "snapshots").resolve()
+        read_snapshots = sorted({Path(p).resolve().relative_to(snaps).parts[0] for p in spec.input.paths
+                                 if Path(p).resolve().is_relative_to(snaps)})
+        new = catalog.add_snapshot(manifest, folder, args.job_id, extra_parents=read_snapshots)
         if stats:
             catalog.add_stage_docs(stats)
         catalog.update_job(args.job_id, jobs.c.status == "running", status="succeeded", snapshot_id=manifest["snapshot_id"],

@@ -198,6 +198,10 @@ print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', '
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
+def j2_rows(c, h, job) -> int:
+    return c.get(f"/v1/snapshots/{job['snapshot_id']}", headers=h).json()["totals"]["rows"]
+
+
 def test_lineage_from_declared_snapshot_reads(tmp_path: Path, raw_docs):
     """dedup.minhash `against` a catalog snapshot by id or name@alias: the new snapshot's parent."""
     inputs = write_inputs(tmp_path / "crawl", raw_docs[:80], files=2, per_file=40, dup=False)
@@ -219,6 +223,13 @@ def test_lineage_from_declared_snapshot_reads(tmp_path: Path, raw_docs):
         assert c.get(f"/v1/snapshots/{j1['snapshot_id']}/lineage", headers=h).json()["children"] == [j2["snapshot_id"]]
         assert [s["id"] for s in c.get(f"/v1/snapshots?parent={j1['snapshot_id']}", headers=h).json()["items"]] == [j2["snapshot_id"]]
         assert "against" in json.dumps(lin["spec"]) and str(tmp_path) not in json.dumps(lin)
+        # reading a catalog snapshot as input makes it a parent too
+        third = {"name": "reread", "input": {"paths": [f"snapshot:{j2['snapshot_id']}"]}, "stages": [{"kind": "dedup.exact"}]}
+        j3 = wait_job(c.get, c.post("/v1/jobs", json=third, headers=h).json()["id"], h)
+        assert j3["status"] == "succeeded", j3
+        assert c.get(f"/v1/snapshots/{j3['snapshot_id']}/lineage", headers=h).json()["parents"] == [j2["snapshot_id"]]
+        assert c.get(f"/v1/snapshots/{j3['snapshot_id']}", headers=h).json()["totals"]["rows"] == j2_rows(c, h, j2)
+        assert c.delete(f"/v1/snapshots/{j3['snapshot_id']}", headers=h).status_code == 204
         # a parent cannot be deleted while a child names it; the child can (admin only)
         assert c.delete(f"/v1/snapshots/{j1['snapshot_id']}", headers=h).status_code == 409
         assert c.delete(f"/v1/snapshots/{j2['snapshot_id']}", headers=h).status_code == 204
