@@ -268,3 +268,24 @@ def test_cli_gptq_quantize_and_gguf_export(trained_run: Path, tmp_path: Path) ->
     assert e.exit_code == 0, e.output
     assert (tmp_path / "hf" / "model-Q8_0.gguf").stat().st_size > 0
     assert (tmp_path / "hf" / "config.json").exists()
+
+
+def test_gguf_export_runs_in_llama_cpp(trained_run: Path, tmp_path: Path) -> None:
+    """llama.cpp itself (llama-cpp-python) loads our GGUF and gives our logits."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from trainer_bridge.export import export_gguf
+
+    model, ck = load_model(trained_run)
+    tok = TextTokenizer(ck["tokenizer"])
+    path = export_gguf(model, tok, tmp_path / "m.gguf", "F32")
+    llm = llama_cpp.Llama(
+        model_path=str(path), n_ctx=64, logits_all=True, verbose=False, n_threads=1
+    )
+    text = read_texts(EVAL, max_chars=2000)[0]
+    ids = tok.encode(text)[:32]
+    assert llm.tokenize(text.encode(), add_bos=False, special=False)[:16] == ids[:16]
+    llm.eval(ids)
+    theirs = torch.tensor(llm.scores[: len(ids)])
+    with torch.no_grad():
+        ours = model(torch.tensor([ids]))[0]
+    assert torch.allclose(ours, theirs, atol=2e-3), (ours - theirs).abs().max()
