@@ -226,3 +226,17 @@ def test_keep_seeds_passes_them_through(tmp_path, tiny_model):
     out, counters = run_stages_in_process([st], t)
     assert out.num_rows == 2 and out.column("extra").to_pylist() == [1, None]
     assert counters[st.name]["generated"] == 1 and counters[st.name].get("dropped", 0) == 0
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_ray_executor_runs_the_engine_in_its_actors(tmp_path, tiny_model):
+    stage = {"task": "rewrite", "backend": "hf", "model": tiny_model, "samples": 2, "max_tokens": 5}
+    local = run_spec(_spec(tmp_path / "local", tmp_path / "c1.sqlite", **stage), progress=False)
+    on_ray = run_spec(_spec(tmp_path / "ray", tmp_path / "c2.sqlite", **stage), ray="auto", progress=False)
+    # the actor loaded its own engine (empty cache: everything generated there) and wrote the same bytes
+    st = json.loads((tmp_path / "ray" / "stats.json").read_text())["stages"][1]["counters"]
+    assert st["synth.requests_generated"] == 12 and st.get("synth.cache_hits", 0) == 0
+    assert [s["sha256"] for s in on_ray["shards"]] == [s["sha256"] for s in local["shards"]]
+    assert on_ray["stats"] == local["stats"]
