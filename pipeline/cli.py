@@ -95,6 +95,14 @@ def run(spec_path: str, inputs: tuple[str, ...], output: str | None, ray: str | 
     except SpecError as e:
         _fail(str(e))
         return
+    except OSError as e:
+        from pipeline.storage import is_disk_full
+
+        if not is_disk_full(e):
+            raise
+        _fail(f"no space left on the device holding {spec.output.dir!r} ({e.strerror or e}); nothing written so far is "
+              "lost or corrupt: free space (or grow the volume) and run the same command again to resume")
+        return
     _report(spec.output.dir, manifest, as_json)
 
 

@@ -371,9 +371,13 @@ def write_bytes(loc: str | os.PathLike[str] | RemotePath, data: bytes) -> None:
     if isinstance(loc, Path):
         loc.parent.mkdir(parents=True, exist_ok=True)
         tmp = tmp_name(loc)
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        publish_local(tmp, loc)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            publish_local(tmp, loc)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # e.g. ENOSPC: leave no half-written temp file behind
+            raise
         return
     fs, p = resolve(loc)
     with fs.open_output_stream(p) as out:  # one PUT: the object appears whole or not at all
@@ -464,3 +468,12 @@ def local_file(loc: str | os.PathLike[str] | RemotePath, cache: Path) -> Path:
             shutil.copyfileobj(src, out, 1 << 20)
         os.replace(tmp, dst)
     return dst
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """ENOSPC / EDQUOT however it arrives (Python's OSError, or pyarrow's IOError text)."""
+    import errno
+
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(err, OSError) and ("No space left on device" in str(err) or "Disk quota exceeded" in str(err))

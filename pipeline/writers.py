@@ -208,5 +208,9 @@ def write_table_atomic(path: Loc | str, table: pa.Table, compression: str = "zst
     assert isinstance(loc, Path)
     loc.parent.mkdir(parents=True, exist_ok=True)
     tmp = storage.tmp_name(loc)
-    pq.write_table(table, tmp, compression=comp)
-    storage.publish_local(tmp, loc)
+    try:
+        pq.write_table(table, tmp, compression=comp)
+        storage.publish_local(tmp, loc)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -189,3 +189,33 @@ def test_remote_commit_needs_no_rename(tmp_path: Path):
 
     t = pq.read_table(storage.open_input_file(loc))
     assert t.column("doc_id").to_pylist() == ["a", "b", "c"] and t.column("extra").to_pylist() == [None, None, 1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_kill_9_during_a_reduce_and_the_manifest_write_with_two_workers(tmp_path: Path):
+    """The short form of `assay bench reliability` (the bench does 20 points, local and Ray)."""
+    from bench.reliability import PHASES, make_corpus, run_points
+
+    inp = make_corpus(tmp_path / "in", 240, 4)
+    res = run_points("local2", 2, tmp_path, inp, 4, seed=1, log=lambda *_: None, phases=(PHASES[2], PHASES[4]))
+    assert res["killed"] == 2, res["results"]
+    assert {r["killed_in"] for r in res["results"]} <= {PHASES[2], PHASES[3], PHASES[4]}
+    assert res["identical"] == 2 and res["lost"] == 0 and res["duplicated"] == 0, res["results"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_disk_full_gives_a_clear_error_leaves_nothing_corrupt_and_resumes(tmp_path: Path):
+    """A run whose output is on a tmpfs a third of the snapshot's size (mount needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    from bench.reliability import disk_full, make_corpus
+
+    inp = make_corpus(tmp_path / "in", 160, 2)
+    res = disk_full(tmp_path, inp, 2, log=lambda *_: None)
+    assert "skipped" not in res, res
+    assert res["first_rc"] == 2 and "no space left on the device" in res["error"], res
+    assert "run the same command again to resume" in res["error"]
+    assert res["corrupt_after_enospc"] == []
+    assert res["resume_rc"] == 0 and res["identical_after_resume"] is True
