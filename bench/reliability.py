@@ -319,6 +319,20 @@ def disk_full(work: Path, inp: Path, n_shards: int, log: Any = print) -> dict[st
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
+def fingerprint_cost(path: Path = DATA, repeats: int = 3) -> dict[str, float]:
+    """MB per CPU-second of the input fingerprint (xxh3-128) and of sha256, same file, same run."""
+    from pipeline import storage
+
+    size = path.stat().st_size
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        for name, fn in (("fingerprint_xxh3", storage.fingerprint), ("sha256", storage.sha256)):
+            t = time.process_time()
+            fn(path)
+            best[name] = max(best.get(name, 0.0), size / 1e6 / max(time.process_time() - t, 1e-9))
+    return {k: round(v) for k, v in best.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="assay bench reliability", description=__doc__.split("\n\n")[0])
     ap.add_argument("--points", type=int, default=20, help="kill points per mode")
@@ -329,6 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--disk-full", action="store_true", help="also the small-tmpfs run")
     ap.add_argument("--work", default="runs/bench-reliability")
     ap.add_argument("--json", dest="json_out", help="write the results here")
+    ap.add_argument("--fingerprint-cost", action="store_true", help="also MB/CPU-s of the input fingerprint vs sha256")
     a = ap.parse_args(argv)
     work = Path(a.work).absolute()
     work.mkdir(parents=True, exist_ok=True)
@@ -341,6 +356,9 @@ def main(argv: list[str] | None = None) -> None:
               f"{res['duplicated']} duplicated docs; kills by phase: {res['killed_in']}")
     if a.disk_full:
         report["disk_full"] = disk_full(work, inp, a.shards)
+    if a.fingerprint_cost:
+        report["fingerprint_cost"] = fingerprint_cost()
+        print(f"input fingerprint (xxh3-128) vs sha256, MB per CPU-second of {DATA.name}: {report['fingerprint_cost']}")
     if a.json_out:
         Path(a.json_out).write_text(json.dumps(report, indent=2))
 
