@@ -95,8 +95,19 @@ def build_curriculum(
     seed: int = 0,
     epoch: int = 0,
     rows_per_shard: int = 10_000,
+    budget_tokens: int | None = None,
+    tokenizer: str | None = None,
 ) -> dict[str, Any]:
-    """Write a curriculum snapshot of ``snapshot`` to ``output``; return its manifest."""
+    """Write a curriculum snapshot of ``snapshot`` to ``output``; return its manifest.
+
+    ``budget_tokens`` scales the phases to a training budget instead of to the whole snapshot:
+    phase ``i`` holds ``share_i x budget_tokens`` tokens (the last phases the best documents,
+    the first a seeded random sample of the rest) and every document that does not fit goes to
+    a trailing ``rest`` phase after them. A run of that budget then reaches the anneal phase
+    (with shares of the whole snapshot, a budget far smaller than the snapshot never would).
+    Tokens are counted with ``tokenizer`` (a folder with ``tokenizer.json``) when given, else
+    whitespace words stand in for tokens.
+    """
     if order not in ORDERS:
         raise ValueError(f"order={order!r}: use one of {ORDERS}")
     plist = parse_phases(phases) if isinstance(phases, str) else list(phases)
@@ -116,7 +127,18 @@ def build_curriculum(
         raise ValueError(f"snapshot {snapshot} has no rows")
     sig = compute_signals(table)
     words = sig["words"]
-    total_words = float(words.sum())
+    if tokenizer is not None:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(Path(tokenizer) / "tokenizer.json"))
+        texts = table.column("text").to_pylist()
+        words = np.array(
+            [len(e.ids) + 1 for k in range(0, n, 2048) for e in tok.encode_batch(texts[k : k + 2048])],
+            dtype=np.float64,
+        )
+    total_words = float(words.sum()) if budget_tokens is None else float(budget_tokens)
+    if budget_tokens is not None and budget_tokens <= 0:
+        raise ValueError(f"budget_tokens={budget_tokens} must be > 0")
 
     # Assign phases: last phase gets the best quality, filling its token share.
     by_quality = np.argsort(-sig["quality"], kind="stable")
@@ -129,7 +151,22 @@ def build_curriculum(
             phase_of[by_quality[cursor]] = pi
             got += words[by_quality[cursor]]
             cursor += 1
-    # the rest stays in phase 0
+    # the rest stays in phase 0 -- or, with a budget, phase 0 takes its share of the rest in a
+    # seeded random order and what is left goes to the trailing `rest` phase
+    if budget_tokens is not None:
+        rest = Phase("rest", 0.0)
+        left = np.sort(by_quality[cursor:])
+        left = left[np.argsort(_hash_unit([str(d) for d in table.column("doc_id").to_pylist()],
+                                          seed + 1)[left], kind="stable")]
+        phase_of[left] = len(plist)
+        target = plist[0].token_frac * total_words
+        got = 0.0
+        for i in left:
+            if got >= target:
+                break
+            phase_of[i] = 0
+            got += words[i]
+        plist = [*plist, rest]
 
     domains = [domain_of(s) for s in table.column("source").to_pylist()]
     doc_ids = table.column("doc_id").to_pylist()
@@ -213,6 +250,8 @@ def build_curriculum(
         "seed": seed,
         "epoch": epoch,
         "rows_per_shard": rows_per_shard,
+        "budget_tokens": budget_tokens,
+        "token_unit": "tokens" if tokenizer is not None else "words",
     }
     extra = {
         "curriculum": {

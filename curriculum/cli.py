@@ -44,6 +44,20 @@ def curriculum() -> None:
     help="Epoch: a different epoch gives a different (still deterministic) order.",
 )
 @click.option("--rows-per-shard", default=10_000, show_default=True)
+@click.option(
+    "--budget-tokens",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Scale the phases to this training budget (tokens) rather than to the whole snapshot, "
+    "so a run of that budget reaches the anneal phase; documents that do not fit go to a "
+    "trailing `rest` phase.",
+)
+@click.option(
+    "--tokenizer",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Tokenizer folder (tokenizer.json) to count tokens with; default: whitespace words.",
+)
 def build(
     snapshot: str,
     output: str,
@@ -53,6 +67,8 @@ def build(
     seed: int,
     epoch: int,
     rows_per_shard: int,
+    budget_tokens: int | None,
+    tokenizer: str | None,
 ) -> None:
     """Read SNAPSHOT (a folder with manifest.json), write the curriculum snapshot to OUTPUT.
 
@@ -71,6 +87,8 @@ def build(
             seed=seed,
             epoch=epoch,
             rows_per_shard=rows_per_shard,
+            budget_tokens=budget_tokens,
+            tokenizer=tokenizer,
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from None
@@ -78,7 +96,7 @@ def build(
     for p in cur["phases"]:
         top = list(cur["mixture"][p["name"]].items())[:3]
         click.echo(
-            f"{p['name']:>10}: {p['docs']:>7} docs {p['tokens']:>11,} words "
+            f"{p['name']:>10}: {p['docs']:>7} docs {p['tokens']:>11,} {cur['token_unit']} "
             f"({p['token_frac']:.1%}) quality {p['mean_quality']} top domains "
             + ", ".join(f"{d} {s:.0%}" for d, s in top)
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -401,8 +402,8 @@ def eval_group() -> None:
 
 
 @eval_group.command("ablation")
-@click.argument("raw", type=click.Path(exists=True, file_okay=False))
-@click.argument("curated", type=click.Path(exists=True, file_okay=False))
+@click.argument("raw", required=False, type=click.Path(exists=True, file_okay=False))
+@click.argument("curated", required=False, type=click.Path(exists=True, file_okay=False))
 @click.option(
     "--out",
     required=True,
@@ -412,7 +413,7 @@ def eval_group() -> None:
 @click.option(
     "--eval",
     "eval_path",
-    required=True,
+    default=None,
     type=click.Path(exists=True),
     help="Held-out well-written text (snapshot, Parquet or JSONL(.zst)), e.g. "
     "quality_train.jsonl.zst with --eval-where label=1.",
@@ -451,6 +452,26 @@ def eval_group() -> None:
     "--schedule", type=click.Choice(["wsd", "cosine"]), default="cosine", show_default=True
 )
 @click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--prep",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Lever ablation: the folder `assay bench ablation_data --build` wrote (arms snap_*, "
+    "eval/prose|neutral.jsonl, eval/tasks.jsonl, tokenizer/). Trains every arm x --seeds.",
+)
+@click.option("--arm", "arms", multiple=True, metavar="NAME=SNAPSHOT",
+              help="Lever ablation: an arm (repeatable; adds to / replaces --prep's).")
+@click.option("--eval-set", "eval_sets", multiple=True, metavar="NAME=PATH",
+              help="Lever ablation: a held-out eval set (repeatable).")
+@click.option("--tasks", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Lever ablation: multiple-choice items (JSONL) scored at the end of each run.")
+@click.option("--baseline", default="raw", show_default=True)
+@click.option("--seeds", "n_seeds", default="5", show_default=True,
+              help="Lever ablation: N (seeds 0..N-1) or a list like 0,2,4 (runs already in "
+              "OUT/runs are reused, so several processes may share OUT with different seeds).")
+@click.option("--shuffle-buffer", default=0, show_default=True,
+              help="Lever ablation: ShardLoader sequence shuffle window (0: whole epoch).")
+@click.option("--task-items", default=None, type=int, help="Use the first N items of each task.")
 @click.option("--device", default="auto", show_default=True)
 def ablation(raw: str, curated: str, **kw: Any) -> None:
     """Train the same small model on RAW and on CURATED for the same token budget.
@@ -458,8 +479,43 @@ def ablation(raw: str, curated: str, **kw: Any) -> None:
     Reports both final held-out losses, the curves, and the tokens the curated run needed to
     reach the raw run's final loss; writes OUT/result.json and OUT/ablation.png.
     """
-    from trainer_bridge.ablation import run_ablation
+    from trainer_bridge.ablation import _parse_named, prep_inputs, run_ablation, run_levers
 
+    prep, arms_opt, sets_opt = kw.pop("prep"), kw.pop("arms"), kw.pop("eval_sets")
+    tasks, baseline, n_seeds = kw.pop("tasks"), kw.pop("baseline"), kw.pop("n_seeds")
+    shuffle, task_items = kw.pop("shuffle_buffer"), kw.pop("task_items")
+    if prep or arms_opt:
+        try:
+            arms, evals, ptasks, tok = prep_inputs(prep) if prep else ({}, {}, None, None)
+            arms.update(_parse_named(arms_opt, "--arm"))
+            evals.update(_parse_named(sets_opt, "--eval-set"))
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
+        if not evals:
+            raise click.UsageError("give --prep or at least one --eval-set NAME=PATH")
+        ctx = click.get_current_context()
+        given = {k for k in kw if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT}
+        lever_kw = {k: kw[k] for k in ("n_evals", "n_layer", "n_head", "n_kv_head", "d_model",
+                                       "seq_len", "batch_size", "lr", "max_tokens") if k in given}
+        if "eval_seqs" in given:
+            lever_kw["eval_seqs"] = kw["eval_seqs"]
+        device = kw["device"] if kw["device"] != "auto" else "cpu"
+        try:
+            seeds = ([int(x) for x in n_seeds.split(",") if x.strip()] if "," in n_seeds
+                     else list(range(int(n_seeds))))
+        except ValueError:
+            raise click.UsageError(f"--seeds {n_seeds!r}: give N or a list like 0,2,4") from None
+        try:
+            run_levers(arms, evals, kw["out"], tasks=tasks or ptasks,
+                                 baseline=baseline, seeds=seeds,
+                                 tokenizer=kw["tokenizer"] or tok, shuffle_buffer=shuffle,
+                                 task_items=task_items, device=device, **lever_kw)
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
+        click.echo((Path(kw["out"]) / "summary.md").read_text())
+        return
+    if not (raw and curated and kw["eval_path"]):
+        raise click.UsageError("give RAW CURATED --eval PATH, or --prep DIR / --arm NAME=PATH")
     kw["eval_where"] = list(kw["eval_where"])
     r = run_ablation(raw, curated, **kw)
     click.echo(

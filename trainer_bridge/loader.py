@@ -12,6 +12,13 @@ How it works, and why resume is exact:
 3. **Packing.** Sequence ``s`` is the stream slice ``[s*T, s*T + T + 1)`` (inputs and shifted
    labels); batch ``g`` holds sequences ``g*B … g*B+B-1``. Any batch is found by binary search
    over the cumulative doc lengths: random access, no state but a cursor.
+   With ``shuffle_buffer`` set, the sequences are shuffled before batching: position ``p`` of
+   the epoch reads stream sequence ``perm(p)``, where ``perm`` permutes each window of
+   ``shuffle_buffer`` consecutive sequences (``0``: the whole epoch) with a keyed Feistel
+   bijection of (seed, epoch, window). So a short run sees a sample of sequences from all over
+   the pool rather than one contiguous slice of a few (often huge) documents; memory is O(1)
+   in the window size and any batch is still a pure function of its index. For a curriculum
+   snapshot the windows never cross a phase boundary: phases keep their order.
 4. **Workers.** Worker ``w`` of ``W`` makes batches ``cursor + w, cursor + w + W, …``;
    ``DataLoader`` takes them round-robin, so the batch sequence is identical for any ``W`` and no
    batch is made twice. The checkpoint is one integer (the next global batch) plus identity
@@ -210,6 +217,41 @@ def _seed_from(snapshot_id: str, seed: int, epoch: int) -> np.random.SeedSequenc
     return np.random.SeedSequence([seed, epoch, ident & 0xFFFFFFFF, ident >> 96])
 
 
+_M64 = (1 << 64) - 1
+
+
+def _mix64(x: int) -> int:
+    """splitmix64 finaliser: a fast, well-mixing 64-bit hash of an integer."""
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def feistel_permute(i: int, n: int, key: int, rounds: int = 4) -> int:
+    """Image of ``i`` under a keyed pseudo-random permutation of ``range(n)``.
+
+    A balanced Feistel network on the smallest even bit width covering ``n``, with cycle
+    walking (re-apply until the value falls below ``n``): a bijection for any ``n``, computed
+    in O(1) memory, so a shuffle of billions of sequences needs no permutation array.
+    """
+    if not 0 <= i < n:
+        raise IndexError(f"{i} not in range({n})")
+    if n == 1:
+        return 0
+    half = max(1, ((n - 1).bit_length() + 1) // 2)
+    mask = (1 << half) - 1
+    k = _mix64(key & _M64)
+    x = i
+    while True:
+        left, right = x >> half, x & mask
+        for r in range(rounds):
+            left, right = right, left ^ (_mix64(k ^ (r << 56) ^ right) & mask)
+        x = (left << half) | right
+        if x < n:
+            return x
+
+
 class ShardLoader(IterableDataset):
     """Packed ``(input_ids, labels, weights)`` batches over a snapshot, resumable exactly.
 
@@ -226,6 +268,9 @@ class ShardLoader(IterableDataset):
         remote_token: bearer token when ``snapshot`` is ``http(s)://HOST/v1/snapshots/ID``
             (default ``$ASSAY_TOKEN``); the shards are pulled into a verified local cache
             (``remote_cache``, default ``$ASSAY_CACHE/remote``) by :mod:`trainer_bridge.remote`.
+        shuffle_buffer: ``None`` (default): sequences in stream order. ``0``: shuffle the
+            sequences of the whole epoch (of each curriculum phase). ``K > 0``: shuffle within
+            consecutive windows of ``K`` sequences.
     """
 
     def __init__(
@@ -239,8 +284,12 @@ class ShardLoader(IterableDataset):
         cache_dir: str | Path | None = None,
         remote_token: str | None = None,
         remote_cache: str | Path | None = None,
+        shuffle_buffer: int | None = None,
     ) -> None:
         super().__init__()
+        if shuffle_buffer is not None and int(shuffle_buffer) < 0:
+            raise ValueError(f"shuffle_buffer={shuffle_buffer}: use None, 0 (whole epoch) or > 0")
+        self.shuffle_buffer = None if shuffle_buffer is None else int(shuffle_buffer)
         if str(snapshot).startswith(("http://", "https://")):
             from trainer_bridge.remote import pull_snapshot
 
@@ -266,6 +315,7 @@ class ShardLoader(IterableDataset):
         self.curriculum = bool(len(self.cache.order)) and bool((self.cache.order >= 0).all())
         self.next_batch = 0
         self._epoch_cache: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._segments: list[tuple[int, int]] | None = None
 
     # -- order -----------------------------------------------------------------------------
     def doc_order(self, epoch: int) -> np.ndarray:
@@ -297,6 +347,27 @@ class ShardLoader(IterableDataset):
             if len(hit):
                 out[name] = int(starts[hit[0]])
         return out
+
+    def segments(self) -> list[tuple[int, int]]:
+        """``[start, end)`` sequence ranges the shuffle stays inside (one per curriculum phase)."""
+        if self._segments is None:
+            T, n = self.seq_len, self.seqs_per_epoch
+            cuts = sorted({0, n} | {min(n, -(-t // T)) for t in self.phase_token_starts().values()})
+            self._segments = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+        return self._segments
+
+    def sequence_at(self, epoch: int, position: int) -> int:
+        """Stream sequence read at ``position`` of ``epoch`` (identity without shuffling)."""
+        if self.shuffle_buffer is None:
+            return position
+        for k, (a, b) in enumerate(self.segments()):
+            if a <= position < b:
+                break
+        K = self.shuffle_buffer or (b - a)
+        w, o = divmod(position - a, K)
+        size = min(K, b - a - w * K)
+        key = (self.seed * 1_000_003 + epoch) * 1_000_003 + k * 65_537 + w
+        return a + w * K + feistel_permute(o, size, key)
 
     @property
     def tokens_per_batch(self) -> int:
@@ -331,7 +402,7 @@ class ShardLoader(IterableDataset):
         x = np.empty((B, T + 1), dtype=np.int64)
         w = np.empty((B, T + 1), dtype=np.float32)
         for i in range(B):
-            s = b * B + i
+            s = self.sequence_at(epoch, b * B + i)
             x[i], w[i] = self._span(epoch, s * T, T + 1)
         return {
             "input_ids": torch.from_numpy(x[:, :-1].copy()),
@@ -360,12 +431,14 @@ class ShardLoader(IterableDataset):
             "seed": self.seed,
             "seq_len": self.seq_len,
             "batch_size": self.batch_size,
+            "shuffle_buffer": self.shuffle_buffer,
             "snapshot_id": self.manifest.get("snapshot_id"),
             "tokenizer_sha256": self.tokenizer.sha256,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k in ("seed", "seq_len", "batch_size", "snapshot_id", "tokenizer_sha256"):
+        for k in ("seed", "seq_len", "batch_size", "shuffle_buffer", "snapshot_id",
+                  "tokenizer_sha256"):
             mine = self.state_dict()[k]
             if state.get(k) != mine:
                 raise ValueError(

@@ -72,6 +72,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp8
     fused_adamw: bool | None = None  # None: fused on CUDA (torch also has a CPU fused kernel)
     num_workers: int = 0
+    shuffle_buffer: int | None = None  # ShardLoader sequence shuffle: None off, 0 whole epoch
     log_every: int = 10
     checkpoint_every: int = 0  # 0: only at the end
     eval_path: str | None = None  # snapshot / JSONL(.zst) / Parquet of held-out text
@@ -304,6 +305,7 @@ class Trainer:
             seq_len=cfg.seq_len,
             batch_size=cfg.batch_size,
             seed=cfg.seed if cfg.data_seed is None else cfg.data_seed,
+            shuffle_buffer=cfg.shuffle_buffer,
         )
         self.loader = self.data.dataloader(cfg.num_workers)
         mcfg = dict(cfg.model)
