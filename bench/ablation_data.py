@@ -86,6 +86,7 @@ def fetch_debs(folder: Path, packages: tuple[str, ...] = NEUTRAL_DEBS) -> Path:
     for deb in sorted(folder.glob("*.deb")):
         pkg = deb.name.split("_")[0]
         if pkg in packages and not (x / pkg).exists():
+            (x / pkg).mkdir(parents=True)
             subprocess.run(["dpkg-deb", "-x", str(deb), str(x / pkg)], check=True)
     return x
 

@@ -13,6 +13,7 @@ mean gap between the two curves (``mean_eval_gap``, negative when curated is bet
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -323,6 +324,27 @@ def run_one(
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
+def _claim(lock: Path) -> bool:
+    """Take ``lock`` for this process (several processes may share one ablation folder, each
+    running the runs no one else has claimed); a lock whose process is gone is taken over."""
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                os.kill(int(lock.read_text() or 0), 0)
+                return False  # held by a live process
+            except (ProcessLookupError, ValueError):
+                lock.unlink(missing_ok=True)  # stale: its process died
+                continue
+            except PermissionError:
+                return False
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        return True
+    return False
+
+
 def run_levers(
     arms: dict[str, str],
     evals: dict[str, str],
@@ -347,8 +369,9 @@ def run_levers(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Every arm x every seed on identical settings; per-run results in OUT/runs/*.json (a
-    killed ablation resumes from the runs already done), the summary in OUT/summary.json and
-    OUT/summary.md."""
+    killed ablation resumes from the runs already done; several processes given the same OUT
+    share the runs out through lock files), the summary in OUT/summary.json and OUT/summary.md
+    (over the runs finished so far)."""
     from trainer_bridge.evaluation import build_eval_tensor, read_items, read_texts
     from trainer_bridge.tokenizer import TextTokenizer
 
@@ -393,16 +416,21 @@ def run_levers(
     for seed in seeds:  # seed-major: a partial ablation still has complete seed pairs
         for arm, snap in arms.items():
             path = folder / "runs" / f"{arm}-s{seed}.json"
+            if not path.exists() and _claim(path.with_suffix(".lock")):
+                try:
+                    r = run_one(snap, folder / "runs" / f"{arm}-s{seed}", tok, eval_data, items,
+                                seed, steps, n_evals, model, seq_len, batch_size, lr,
+                                shuffle_buffer, device)
+                    tmp = path.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(r) + "\n")
+                    os.replace(tmp, path)
+                finally:
+                    path.with_suffix(".lock").unlink(missing_ok=True)
+                if not quiet:
+                    fin = " ".join(f"{e} {v[-1]:.3f}" for e, v in r["eval_loss"].items())
+                    print(f"{arm:>10} seed {seed}: {fin} ({r['seconds']} s)", flush=True)
             if path.exists():
                 runs[arm][seed] = json.loads(path.read_text())
-                continue
-            r = run_one(snap, folder / "runs" / f"{arm}-s{seed}", tok, eval_data, items, seed,
-                        steps, n_evals, model, seq_len, batch_size, lr, shuffle_buffer, device)
-            path.write_text(json.dumps(r) + "\n")
-            runs[arm][seed] = r
-            if not quiet:
-                fin = " ".join(f"{e} {v[-1]:.3f}" for e, v in r["eval_loss"].items())
-                print(f"{arm:>10} seed {seed}: {fin} ({r['seconds']} s)", flush=True)
     summary = summarize(runs, settings)
     (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (folder / "summary.md").write_text(summary_markdown(summary) + "\n")
