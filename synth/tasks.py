@@ -174,7 +174,7 @@ def parse_qa(text: str, seed_text: str) -> dict[str, Any]:
     if not m:
         return {"_drop": "synth.unparseable"}
     q = m.group(1).strip()
-    a = m.group(2).strip().split("\nQuestion")[0].strip()
+    a = re.split(r"\n\s*\n|\nQuestion", m.group(2).strip())[0].strip()  # the answer's first paragraph
     if not q or not a:
         return {"_drop": "synth.unparseable"}
     return {"text": f"Question: {q}\nAnswer: {a}", "synth.question": q, "synth.answer": a,
