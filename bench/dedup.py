@@ -106,36 +106,43 @@ def _union_find_mask(n: int, pairs: list[tuple[int, int]]) -> np.ndarray:
 
 
 def _py_shingles(text: str, n: int = 5) -> list[str]:
-    w = _WORD.findall(text.lower())
-    if len(w) < n:
-        return [" ".join(w)] if w else []
-    return [" ".join(w[i : i + n]) for i in range(len(w) - n + 1)]
+    """The neutral shingles (lower-cased ``\\w+`` word 5-grams), what every peer is fed."""
+    from bench.neutral_truth import shingles
+
+    return shingles(text, n)
+
+
+NOT_INSTALLED = "not installed"
 
 
 def run_ours(
     table: pa.Table, work: Path, threshold: float, shards: int = 4, **cfg: Any
 ) -> dict[str, Any]:
-    """map per shard -> reduce -> apply (annotate), like the executor; CPU and wall times."""
+    """map per shard -> reduce -> apply (annotate), like the executor; CPU and wall times.
+
+    ``setup()`` (numba kernel load) is inside the timers, as datatrove's start-up is in its.
+    """
     from dedup.minhash import MinhashDedupStage
     from pipeline.stage import StageContext
     from pipeline.writers import write_table_atomic
 
+    t_wall, t_cpu = time.perf_counter(), time.process_time()
     stage = MinhashDedupStage({"mode": "annotate", "threshold": threshold, **cfg})
     stage.setup()
     work.mkdir(parents=True, exist_ok=True)
     step = -(-table.num_rows // shards)
     parts = [table.slice(i, step) for i in range(0, table.num_rows, step)]
-    t_wall, t_cpu = time.perf_counter(), time.process_time()
+    t_setup = time.perf_counter() - t_wall
     paths = []
     for i, p in enumerate(parts):
         path = work / f"art-{i:05d}.parquet"
         write_table_atomic(path, stage.map(p, StageContext("m", shard_index=i)))  # as the executor
         paths.append(path)
-    t_map = time.perf_counter() - t_wall
+    t_map = time.perf_counter() - t_wall - t_setup
     state = work / "state"
     state.mkdir(exist_ok=True)
     stage.reduce(paths, state)
-    t_reduce = time.perf_counter() - t_wall - t_map
+    t_reduce = time.perf_counter() - t_wall - t_setup - t_map
     stage.load_state(state)
     out = pa.concat_tables(  # apply state is per shard: the executor sets shard_index
         [stage.process(p, StageContext("m", shard_index=i)) for i, p in enumerate(parts)]
@@ -147,6 +154,7 @@ def run_ours(
         "predicted": out.column("dedup.cluster_size").to_numpy() > 1,
         "wall_s": wall,
         "cpu_s": cpu,
+        "setup_s": t_setup,
         "map_s": t_map,
         "reduce_s": t_reduce,
         "docs_per_s": table.num_rows / wall,
@@ -154,8 +162,37 @@ def run_ours(
     }
 
 
-def run_datatrove(table: pa.Table, work: Path) -> dict[str, Any]:
-    """datatrove's four MinHash stages, one task, in-process; predicted = in a cluster >= 2."""
+def _datatrove_neutral_signature():  # type: ignore[no-untyped-def]
+    """datatrove's MinhashDedupSignature fed the neutral shingles (its own hashing kept)."""
+    from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
+
+    class NeutralShingleSignature(MinhashDedupSignature):
+        def get_shingles(self, text: str) -> np.ndarray:
+            return np.fromiter(
+                (self._hash_func(s) for s in _py_shingles(text, self.config.n_grams)),
+                dtype=np.uint64,
+            ).reshape((-1, 1))
+
+    return NeutralShingleSignature
+
+
+def lsh_bands(threshold: float, num_perm: int = 128) -> tuple[int, int]:
+    """datasketch's own (bands, rows) choice for ``threshold`` (equal FP/FN weights)."""
+    from datasketch.lsh import _optimal_param
+
+    return _optimal_param(threshold, num_perm, 0.5, 0.5)
+
+
+def run_datatrove(
+    table: pa.Table, work: Path, neutral: bool = False, threshold: float = 0.8
+) -> dict[str, Any]:
+    """datatrove's four MinHash stages in-process; predicted = in a cluster >= 2.
+
+    ``neutral=False``: datatrove as shipped (its spaCy word tokenizer + text normalisation,
+    default ``MinhashConfig``: 14 buckets x 8 hashes). ``neutral=True``: the neutral shingles
+    and datasketch's band split for ``threshold`` (same shingling and banding as datasketch).
+    Signature and filter run as one task each, Buckets one task per bucket (datatrove needs that).
+    """
     from datatrove.data import Document
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup.minhash import (
@@ -166,8 +203,15 @@ def run_datatrove(table: pa.Table, work: Path) -> dict[str, Any]:
         MinhashDedupSignature,
     )
 
+    t0, c0 = time.perf_counter(), time.process_time()
     docs = [Document(text=t, id=str(i)) for i, t in enumerate(table.column("text").to_pylist())]
-    cfg = MinhashConfig()
+    if neutral:
+        b, r = lsh_bands(threshold)
+        cfg = MinhashConfig(num_buckets=b, hashes_per_bucket=r)
+        sig_cls = _datatrove_neutral_signature()
+    else:
+        cfg = MinhashConfig()
+        sig_cls = MinhashDedupSignature
     kept: list[tuple[str, int]] = []
 
     def collect(data, rank: int = 0, world_size: int = 1):  # type: ignore[no-untyped-def]
@@ -176,9 +220,8 @@ def run_datatrove(table: pa.Table, work: Path) -> dict[str, Any]:
             yield d
 
     sig, buck, clus = work / "sig", work / "buckets", work / "clusters"
-    t0, c0 = time.perf_counter(), time.process_time()
     steps = [
-        [docs, MinhashDedupSignature(output_folder=str(sig), config=cfg)],
+        [docs, sig_cls(output_folder=str(sig), config=cfg)],
         [MinhashDedupBuckets(input_folder=str(sig), output_folder=str(buck), config=cfg)],
         [
             MinhashDedupCluster(
@@ -197,10 +240,31 @@ def run_datatrove(table: pa.Table, work: Path) -> dict[str, Any]:
     predicted = np.ones(n, dtype=bool)  # removed docs were in clusters
     for d, size in kept:
         predicted[int(d)] = size > 1
-    return {"predicted": predicted, "wall_s": wall, "cpu_s": cpu, "docs_per_s": n / wall}
+    return {
+        "predicted": predicted,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "docs_per_s": n / wall,
+        "config": f"{cfg.num_buckets} buckets x {cfg.hashes_per_bucket} hashes",
+    }
+
+
+def _time_sig(fn, docs: int, repeats: int = 3) -> float:  # type: ignore[no-untyped-def]
+    best = 0.0
+    for _ in range(repeats):  # best of 3: the machine is shared
+        c0 = time.process_time()
+        fn()
+        best = max(best, docs / (time.process_time() - c0))
+    return best
 
 
 def signature_speed(table: pa.Table, sample: int) -> dict[str, Any]:
+    """Signature docs per CPU-second; every ratio is taken on one sample, timed the same way.
+
+    The sample is ``sample`` raw-corpus chunks (~1.3 KB, the issue's doc size; all docs when
+    the table has no ``raw-`` rows), spread evenly; ours, datasketch and rensa each get it (the
+    peers as neutral shingle strings, built inside their timer like a user would), best of 3.
+    """
     from dedup import signature as sig
 
     out: dict[str, Any] = {}
@@ -208,61 +272,50 @@ def signature_speed(table: pa.Table, sample: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     out["numba_jit_s"] = sig.warm_up()
     out["numba_first_call_s"] = time.perf_counter() - t0
-    best = 0.0
-    for _ in range(3):  # best of 3: the machine is shared
-        c0 = time.process_time()
-        sig.signatures(texts)
-        best = max(best, len(texts) / (time.process_time() - c0))
-    out["ours_numba"] = best
-    # the peers' table in the issue used ~1.27 KB chunks; the raw-corpus chunks are that size
+    out["ours_numba_all_docs"] = _time_sig(lambda: sig.signatures(texts), len(texts))
+    out["all_docs_bytes_mean"] = texts.nbytes / max(len(texts), 1)
     raw = pa.compute.starts_with(table.column("doc_id"), "raw-")
     chunks = table.filter(raw).column("text").combine_chunks()
-    if len(chunks):
-        best = 0.0
-        for _ in range(3):
-            c0 = time.process_time()
-            sig.signatures(chunks)
-            best = max(best, len(chunks) / (time.process_time() - c0))
-        out["ours_numba_1.3kb_chunks"] = best
-        out["chunk_bytes_mean"] = chunks.nbytes / len(chunks)
-    # the peers are timed on a sample spread over the corpus; ours on the same sample too
-    pick = np.linspace(0, len(texts) - 1, min(sample, len(texts))).astype(np.int64)
-    sub_arr = texts.take(pa.array(pick))
+    if not len(chunks):
+        chunks = texts
+    pick = np.linspace(0, len(chunks) - 1, min(sample, len(chunks))).astype(np.int64)
+    sub_arr = chunks.take(pa.array(pick))
     sub = sub_arr.to_pylist()
-    best = 0.0
-    for _ in range(3):
-        c0 = time.process_time()
-        sig.signatures(sub_arr)
-        best = max(best, len(sub) / (time.process_time() - c0))
-    out["ours_numba_on_sample"] = best
-    c0 = time.process_time()
-    sig.signatures_reference(sub[: max(sample // 10, 50)])
-    out["ours_numpy_reference"] = max(sample // 10, 50) / (time.process_time() - c0)
+    out["sample_docs"] = len(sub)
+    out["sample_bytes_mean"] = sum(len(t.encode()) for t in sub) / max(len(sub), 1)
+    out["ours_numba"] = _time_sig(lambda: sig.signatures(sub_arr), len(sub))
+    m = max(len(sub) // 20, 50)
+    out["ours_numpy_reference"] = _time_sig(lambda: sig.signatures_reference(sub[:m]), m, 1)
     try:
         import datasketch
 
-        c0 = time.process_time()
-        for t in sub:
-            m = datasketch.MinHash(num_perm=128, seed=1)
-            m.update_batch([s.encode() for s in _py_shingles(t)])
-        out["datasketch"] = len(sub) / (time.process_time() - c0)
+        def ds() -> None:
+            for t in sub:
+                mh = datasketch.MinHash(num_perm=128, seed=1)
+                mh.update_batch([s.encode() for s in _py_shingles(t)])
+
+        out["datasketch"] = _time_sig(ds, len(sub), 1)
     except ImportError:
-        out["datasketch"] = None
+        out["datasketch"] = NOT_INSTALLED
     try:
         import rensa
 
-        c0 = time.process_time()
-        for t in sub:
-            r = rensa.RMinHash(num_perm=128, seed=1)
-            r.update(_py_shingles(t))
-        out["rensa"] = len(sub) / (time.process_time() - c0)
+        def rs() -> None:
+            for t in sub:
+                r = rensa.RMinHash(num_perm=128, seed=1)
+                r.update(_py_shingles(t))
+
+        out["rensa"] = _time_sig(rs, len(sub), 1)
     except ImportError:
-        out["rensa"] = None
+        out["rensa"] = NOT_INSTALLED
     return out
 
 
 def peer_quality(table: pa.Table, threshold: float) -> dict[str, Any]:
-    """datasketch / rensa LSH + union-find over all docs (no verification): masks and time."""
+    """datasketch / rensa LSH + union-find over all docs (no verification): masks and time.
+
+    Both get the neutral shingles; a peer that does not import is reported as not installed.
+    """
     out: dict[str, Any] = {}
     texts = table.column("text").to_pylist()
     n = len(texts)
@@ -283,7 +336,7 @@ def peer_quality(table: pa.Table, threshold: float) -> dict[str, Any]:
             "wall_s": time.perf_counter() - t0,
         }
     except ImportError:
-        pass
+        out["datasketch"] = NOT_INSTALLED
     try:
         import rensa
 
@@ -298,8 +351,56 @@ def peer_quality(table: pa.Table, threshold: float) -> dict[str, Any]:
         pairs = [(i, j) for i, r in enumerate(rms) for j in lsh_r.query(r) if j != i]
         out["rensa"] = {"predicted": _union_find_mask(n, pairs), "wall_s": time.perf_counter() - t0}
     except ImportError:
-        pass
+        out["rensa"] = NOT_INSTALLED
     return out
+
+
+def _whole_run_worker(side: str, inp: str, out: str, work: str, threshold: float) -> None:
+    """One side of the whole-run comparison, in a fresh process (imports and start-up count)."""
+    table = pq.read_table(inp)
+    t0, c0 = time.perf_counter(), time.process_time()
+    if side == "assay":
+        r = run_ours(table, Path(work), threshold, shards=1)
+    else:
+        r = run_datatrove(table, Path(work))
+    np.save(out, r["predicted"])
+    print(json.dumps({"in_process_wall_s": time.perf_counter() - t0,
+                      "in_process_cpu_s": time.process_time() - c0}))
+
+
+def whole_run(table: pa.Table, work: Path, threshold: float) -> dict[str, Any]:
+    """assay and datatrove as whole fresh processes on the same docs, one task each per step.
+
+    Wall time from spawn to exit and the child's CPU seconds (``RUSAGE_CHILDREN``): both sides
+    pay their interpreter start, imports and set-up (numba cache load / spaCy) inside the timer.
+    """
+    import resource
+
+    work.mkdir(parents=True, exist_ok=True)
+    inp = work / "in.parquet"
+    pq.write_table(table, inp)
+    repo = str(Path(__file__).resolve().parents[1])
+    res: dict[str, Any] = {"docs": table.num_rows}
+    for side in ("assay", "datatrove"):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        p = subprocess.run(
+            [sys.executable, "-m", "bench.dedup", "--worker", side, "--worker-in", str(inp),
+             "--worker-out", str(work / f"{side}.npy"), "--worker-dir", str(work / side),
+             "--threshold", str(threshold)],
+            capture_output=True, text=True, cwd=repo, check=True,
+        )
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        inner = json.loads(p.stdout.strip().splitlines()[-1])
+        res[side] = {"wall_s": wall, "cpu_s": cpu, **inner,
+                     "predicted": np.load(work / f"{side}.npy")}
+    a, d = res["assay"], res["datatrove"]
+    res["ratio_cpu"] = d["cpu_s"] / a["cpu_s"]
+    res["ratio_wall"] = d["wall_s"] / a["wall_s"]
+    res["ratio_in_process_cpu"] = d["in_process_cpu_s"] / a["in_process_cpu_s"]
+    return res
 
 
 _RSS_MAP = """
@@ -419,13 +520,18 @@ def softdedup_weights(table: pa.Table, work: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="assay bench dedup", description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(DATA), help="folder with the shared real-text files")
-    ap.add_argument("--max-docs", type=int, default=30_000, help="corpus size (docs)")
+    ap.add_argument("--max-docs", type=int, default=25_000, help="corpus size (docs)")
     ap.add_argument("--threshold", type=float, default=0.8)
     ap.add_argument(
-        "--sig-sample", type=int, default=3000, help="docs timed for the peers' signatures"
+        "--sig-sample", type=int, default=3000, help="1.3 KB chunks timed for all signatures"
     )
     ap.add_argument(
-        "--datatrove-docs", type=int, default=3000, help="docs for the datatrove run (0 = skip)"
+        "--datatrove-docs", type=int, default=-1,
+        help="docs for datatrove's quality runs (-1 = all, 0 = skip)",
+    )
+    ap.add_argument(
+        "--speed-docs", type=int, default=5000,
+        help="docs for the whole-run speed comparison with datatrove (0 = skip)",
     )
     ap.add_argument(
         "--no-peer-quality", action="store_true", help="skip datasketch/rensa LSH quality"
@@ -442,18 +548,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--rss-only", action="store_true", help="only the memory curve")
     ap.add_argument("--sig-only", action="store_true", help="only the signature speed")
+    ap.add_argument("--worker", choices=["assay", "datatrove"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker-in", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-out", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-dir", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.worker:
+        _whole_run_worker(args.worker, args.worker_in, args.worker_out, args.worker_dir,
+                          args.threshold)
+        return {}
     if args.sig_only:
         sp = signature_speed(load_corpus(Path(args.data), args.max_docs), args.sig_sample)
         print(json.dumps(sp, indent=2))
+        if args.json:
+            Path(args.json).write_text(json.dumps(sp, indent=2))
         return {"signatures_docs_per_cpu_s": sp}
     if args.rss_only:
         r = rss_curve(Path(args.data), [int(x) for x in args.rss_sizes.split(",")], args.threshold)
         print(json.dumps(r, indent=2))
         return {"rss": r}
 
-    from dedup.evaluate import doc_metrics, exact_pairs, true_duplicate_docs
-    from dedup.signature import signatures_and_sets
+    from bench import neutral_truth as nt
 
     data = Path(args.data)
     table = load_corpus(data, args.max_docs)
@@ -463,87 +578,113 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     res: dict[str, Any] = {"docs": n, "mb": mb, "threshold": args.threshold}
 
     t0 = time.perf_counter()
-    _, flat, offs = signatures_and_sets(table.column("text"))
-    left, right, _ = exact_pairs(flat, offs, args.threshold)
-    truth = true_duplicate_docs(n, left, right)
+    texts = table.column("text").to_pylist()
+    left, right, _ = nt.exact_pairs(nt.shingle_sets(texts), args.threshold)
+    truth = nt.true_duplicate_docs(n, left, right)
     res["ground_truth"] = {
+        "definition": "lower-cased \\w+ word 5-grams, exact Jaccard (bench/neutral_truth.py)",
         "pairs": int(left.size),
         "dup_docs": int(truth.sum()),
         "s": time.perf_counter() - t0,
     }
     print(
-        f"ground truth: {left.size} pairs at J >= {args.threshold}, "
-        f"{truth.sum()} docs with a partner"
+        f"neutral ground truth: {left.size} pairs at J >= {args.threshold}, "
+        f"{truth.sum()} docs with a partner ({res['ground_truth']['s']:.0f} s)"
+    )
+    neutral = table.set_column(
+        table.column_names.index("text"), "text",
+        pa.array([nt.neutral_text(t) for t in texts], pa.large_string()),
     )
 
     res["signatures_docs_per_cpu_s"] = sp = signature_speed(table, args.sig_sample)
     print(
-        "\nsignatures, docs per CPU-second (numba JIT/cache load %.2f s, not included)"
-        % sp["numba_jit_s"]
+        f"\nsignatures, docs per CPU-second on {sp['sample_docs']} chunks of "
+        f"{sp['sample_bytes_mean']:.0f} B (numba cache load {sp['numba_jit_s']:.2f} s, apart)"
     )
-    print(f"  {'ours_numba (all docs)':22s} {sp['ours_numba']:>12,.0f}")
-    if "ours_numba_1.3kb_chunks" in sp:
-        print(f"  {'ours_numba (raw chunks)':22s} {sp['ours_numba_1.3kb_chunks']:>12,.0f}")
-    for k in ("ours_numba_on_sample", "ours_numpy_reference", "datasketch", "rensa"):
-        if sp.get(k):
-            ratio = sp["ours_numba_on_sample"] / sp[k]
-            print(f"  {k:22s} {sp[k]:>12,.0f}   ours/this on the same sample = {ratio:.1f}x")
+    for k in ("ours_numba", "ours_numpy_reference", "datasketch", "rensa"):
+        v = sp[k]
+        if isinstance(v, str):
+            print(f"  {k:22s} {v}")
+        else:
+            print(f"  {k:22s} {v:>12,.0f}   ours / this = {sp['ours_numba'] / v:.1f}x")
 
     quality: dict[str, Any] = {}
+
+    def add(name: str, predicted: np.ndarray | None, **extra: Any) -> None:
+        if predicted is None:
+            quality[name] = {"status": NOT_INSTALLED}
+        else:
+            quality[name] = nt.doc_metrics(predicted, truth) | extra
+
     with tempfile.TemporaryDirectory() as d:
-        ours = run_ours(table, Path(d) / "ours", args.threshold)
-        quality["assay (verified)"] = doc_metrics(ours["predicted"], truth) | {
-            "wall_s": ours["wall_s"]
-        }
-        unv = run_ours(table, Path(d) / "unverified", args.threshold, verify=False)
-        quality["assay --no-verify"] = doc_metrics(unv["predicted"], truth) | {
-            "wall_s": unv["wall_s"]
-        }
-        res["ours_run"] = {k: v for k, v in ours.items() if k != "predicted"}
+        for label, tab in (("own tokenizer", table), ("neutral words", neutral)):
+            ours = run_ours(tab, Path(d) / f"ours-{label[:3]}", args.threshold)
+            add(f"assay verified, {label}", ours["predicted"], wall_s=ours["wall_s"],
+                cpu_s=ours["cpu_s"])
+            unv = run_ours(tab, Path(d) / f"unv-{label[:3]}", args.threshold, verify=False)
+            add(f"assay --no-verify, {label}", unv["predicted"], wall_s=unv["wall_s"],
+                cpu_s=unv["cpu_s"])
+            if label == "own tokenizer":
+                res["ours_run"] = {k: v for k, v in ours.items() if k != "predicted"}
         if not args.no_peer_quality:
             for name, r in peer_quality(table, args.threshold).items():
-                quality[name] = doc_metrics(r["predicted"], truth) | {"wall_s": r["wall_s"]}
+                add(name, None if isinstance(r, str) else r["predicted"],
+                    **({} if isinstance(r, str) else {"wall_s": r["wall_s"]}))
         if args.datatrove_docs:
-            m = min(args.datatrove_docs, n)
+            try:
+                import datatrove  # noqa: F401
+
+                have_dt = True
+            except ImportError:
+                have_dt = False
+            m = n if args.datatrove_docs < 0 else min(args.datatrove_docs, n)
+            if m != n:
+                raise SystemExit("--datatrove-docs must be -1 (all docs): quality is on one truth")
+            for neu in (False, True):
+                name = "datatrove, " + ("neutral shingles + datasketch's bands" if neu
+                                        else "as shipped")
+                if not have_dt:
+                    add(name, None)
+                    continue
+                r = run_datatrove(table, Path(d) / f"dt-{neu}", neutral=neu,
+                                  threshold=args.threshold)
+                add(name, r["predicted"], wall_s=r["wall_s"], cpu_s=r["cpu_s"],
+                    config=r["config"])
+        add("baseline: every doc a duplicate", np.ones(n, dtype=bool))
+        if args.speed_docs:
+            m = min(args.speed_docs, n)
             sub = table.take(np.linspace(0, n - 1, m).astype(np.int64))  # spread over the corpus
-            dt = run_datatrove(sub, Path(d) / "datatrove")
-            ours_sub = run_ours(sub, Path(d) / "ours_sub", args.threshold)
-            lsub, rsub, _ = exact_pairs(
-                *signatures_and_sets(sub.column("text"))[1:], args.threshold
-            )
-            tsub = true_duplicate_docs(m, lsub, rsub)
-            res["whole_run_subset"] = {
-                "docs": m,
-                "datatrove": doc_metrics(dt["predicted"], tsub)
-                | {"wall_s": dt["wall_s"], "cpu_s": dt["cpu_s"]},
-                "assay": doc_metrics(ours_sub["predicted"], tsub)
-                | {"wall_s": ours_sub["wall_s"], "cpu_s": ours_sub["cpu_s"]},
-            }
-            res["whole_run_subset"]["speedup_wall"] = dt["wall_s"] / ours_sub["wall_s"]
-            res["whole_run_subset"]["speedup_docs_per_s_full_vs_datatrove"] = (
-                ours["docs_per_s"] / dt["docs_per_s"]
-            )
+            w = whole_run(sub, Path(d) / "whole", args.threshold)
+            res["whole_run"] = {k: ({kk: vv for kk, vv in v.items() if kk != "predicted"}
+                                    if isinstance(v, dict) else v) for k, v in w.items()}
         res["softdedup"] = softdedup_weights(table, Path(d) / "soft")
+    res["lsh_bands_datasketch"] = list(lsh_bands(args.threshold))
     res["quality"] = quality
-    print(f"\ndoc-level quality at J >= {args.threshold} ({truth.sum()} true duplicate docs)")
-    print(f"  {'method':20s} {'precision':>9s} {'recall':>7s} {'F1':>6s} {'wall s':>7s}")
+    print(f"\ndoc-level quality vs the neutral truth at J >= {args.threshold} "
+          f"({truth.sum()} true duplicate docs of {n})")
+    print(f"  {'method':52s} {'precision':>9s} {'recall':>7s} {'F1':>6s} {'wall s':>7s}")
     for k, q in quality.items():
+        if "status" in q:
+            print(f"  {k:52s} {q['status']}")
+            continue
         print(
-            f"  {k:20s} {q['precision']:9.3f} {q['recall']:7.3f} {q['f1']:6.3f} {q['wall_s']:7.1f}"
+            f"  {k:52s} {q['precision']:9.4f} {q['recall']:7.4f} {q['f1']:6.4f} "
+            f"{q.get('wall_s', 0):7.1f}"
         )
     o = res["ours_run"]
     print(
-        f"\nour whole run: {n} docs in {o['wall_s']:.1f} s wall / {o['cpu_s']:.1f} s CPU "
-        f"(map {o['map_s']:.1f}, reduce {o['reduce_s']:.1f}); {o['docs_per_s']:,.0f} docs/s"
+        f"\nour whole run (4 shards, in-process): {n} docs in {o['wall_s']:.1f} s wall / "
+        f"{o['cpu_s']:.1f} s CPU (setup {o['setup_s']:.2f}, map {o['map_s']:.1f}, "
+        f"reduce {o['reduce_s']:.1f})"
     )
-    if "whole_run_subset" in res:
-        w = res["whole_run_subset"]
+    if "whole_run" in res:
+        w = res["whole_run"]
         print(
-            f"datatrove 4 stages on {w['docs']} docs spread over the corpus: "
-            f"{w['datatrove']['wall_s']:.1f} s "
-            f"(F1 {w['datatrove']['f1']:.3f}); assay on the same: {w['assay']['wall_s']:.2f} s "
-            f"(F1 {w['assay']['f1']:.3f}) -> {w['speedup_wall']:.0f}x; "
-            f"docs/s full-run assay vs datatrove: {w['speedup_docs_per_s_full_vs_datatrove']:.0f}x"
+            f"whole run, fresh processes, same {w['docs']} docs, one task per step: assay "
+            f"{w['assay']['wall_s']:.1f} s wall / {w['assay']['cpu_s']:.1f} CPU-s, datatrove "
+            f"{w['datatrove']['wall_s']:.1f} s / {w['datatrove']['cpu_s']:.1f} CPU-s -> "
+            f"{w['ratio_cpu']:.1f}x CPU, {w['ratio_wall']:.1f}x wall "
+            f"({w['ratio_in_process_cpu']:.1f}x CPU without interpreter start and imports)"
         )
     s = res["softdedup"]
     print(
