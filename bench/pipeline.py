@@ -32,27 +32,38 @@ def _lid_model_path() -> str:
     return str(default_model_path())
 
 
-def run_assay(files: list[Path], out: Path, workers: int, split: int = 1) -> dict[str, Any]:
+def _children_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_assay(files: list[Path], out: Path, workers: int, split: int = 1,
+              lid_max_chars: int | None = 10_000, write_dropped: bool = False) -> dict[str, Any]:
+    """assay's pipeline; ``lid_max_chars=None`` reads the whole page for LID, as datatrove does."""
     from pipeline.run import run_spec
     from pipeline.spec import PipelineSpec
 
     spec = PipelineSpec.from_dict({
         "name": "bench-pipeline",
         "input": {"paths": [str(f) for f in files], "split": split},
-        "output": {"dir": str(out)},
+        "output": {"dir": str(out), "write_dropped": write_dropped},
         "execution": {"workers": workers},
         "stages": [
             {"kind": "extract.html", "engine": "resiliparse"},
-            {"kind": "lid.fasttext"},
+            {"kind": "lid.fasttext", "max_chars": lid_max_chars},
             {"kind": "filter.lang", "languages": ["en"], "min_score": 0.65},
             {"kind": "filter.gopher_quality"},
             {"kind": "dedup.exact"},
         ],
     })
-    t0 = time.perf_counter()
+    t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
     m = run_spec(spec, progress=False, workers=workers)
     wall = time.perf_counter() - t0
-    return {"wall_s": wall, "docs_in": m["stats"]["docs_in"], "docs_out": m["totals"]["rows"]}
+    cpu = time.process_time() - c0 + _children_cpu() - k0
+    return {"wall_s": wall, "cpu_s": cpu, "docs_in": m["stats"]["docs_in"],
+            "docs_out": m["totals"]["rows"], "shards": len(files) * split}
 
 
 # -- datatrove side (module-level callables: its workers pickle them) -------------------------------
@@ -68,7 +79,10 @@ def _resiliparse_extractor() -> Any:
     return ResiliparseExtractor()
 
 
-def run_datatrove(files: list[Path], work: Path, workers: int, extractor: str) -> dict[str, Any]:
+def run_datatrove(files: list[Path], work: Path, workers: int, extractor: str,
+                  explain: bool = False) -> dict[str, Any]:
+    """datatrove's pipeline, one task per file. ``explain``: exclusion writers record why each
+    dropped page was dropped (an untimed diagnostic run)."""
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup.exact_dedup import (
         ExactDedupConfig,
@@ -79,26 +93,27 @@ def run_datatrove(files: list[Path], work: Path, workers: int, extractor: str) -
     from datatrove.pipeline.extractors import Trafilatura
     from datatrove.pipeline.filters import GopherQualityFilter, LanguageFilter
     from datatrove.pipeline.readers import ParquetReader, WarcReader
-    from datatrove.pipeline.writers import ParquetWriter
+    from datatrove.pipeline.writers import JsonlWriter, ParquetWriter
 
     inp = work / "in"
     inp.mkdir(parents=True)
     for f in files:
         (inp / f.name).symlink_to(f.resolve())
     cfg = ExactDedupConfig(content_getter=_content)
-    lang_filter = LanguageFilter(languages=["en"], language_threshold=0.65)
+    excl = (lambda name: JsonlWriter(str(work / "excluded" / name))) if explain else (lambda name: None)
+    lang_filter = LanguageFilter(languages=["en"], language_threshold=0.65, exclusion_writer=excl("lang"))
     # offline: the same lid.176.ftz, shipped in a wheel (an instance attribute, so it is
     # pickled to datatrove's worker processes; the class default is a download URL)
     lang_filter.model.MODEL_URL = _lid_model_path()
     ext = Trafilatura(favour_precision=True, timeout=1.0) if extractor == "trafilatura" else _resiliparse_extractor()
     tasks = len(files)
-    t0 = time.perf_counter()
+    t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
     LocalPipelineExecutor(
         pipeline=[
             WarcReader(str(inp), glob_pattern="*.warc*"),
             ext,
             lang_filter,
-            GopherQualityFilter(),
+            GopherQualityFilter(exclusion_writer=excl("gopher")),
             ParquetWriter(str(work / "mid")),
             ExactDedupSignature(output_folder=str(work / "sigs"), config=cfg),
         ],
@@ -117,10 +132,103 @@ def run_datatrove(files: list[Path], work: Path, workers: int, extractor: str) -
         tasks=tasks, workers=workers, logging_dir=str(work / "logs3"),
     ).run()
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0 + _children_cpu() - k0
     import pyarrow.dataset as ds
 
     out_rows = ds.dataset(str(work / "out"), format="parquet").count_rows() if (work / "out").exists() else 0
-    return {"wall_s": wall, "docs_out": out_rows}
+    return {"wall_s": wall, "cpu_s": cpu, "docs_out": out_rows, "tasks": tasks}
+
+
+def _assay_status(out: Path) -> dict[str, tuple[str, str | None]]:
+    """url -> (status, extracted text) from an assay run with ``write_dropped``."""
+    import pyarrow.parquet as pq
+
+    st: dict[str, tuple[str, str | None]] = {}
+    for f in sorted((out / "shards").glob("*.parquet")):
+        t = pq.read_table(f, columns=["url", "text"])
+        for u, x in zip(t.column("url").to_pylist(), t.column("text").to_pylist()):
+            st[u] = ("kept", x)
+    from pipeline import schema
+
+    for f in sorted((out / "dropped").glob("*.parquet")):
+        t = pq.read_table(f)
+        texts = t.column("text").to_pylist() if "text" in t.column_names else [None] * t.num_rows
+        for u, r, x in zip(t.column("url").to_pylist(), t.column(schema.DROP_REASON).to_pylist(), texts):
+            st.setdefault(u, (str(r), x))
+    return st
+
+
+def _datatrove_status(work: Path) -> dict[str, tuple[str, str | None]]:
+    import glob
+    import gzip
+
+    import pyarrow.parquet as pq
+
+    st: dict[str, tuple[str, str | None]] = {}
+    for f in sorted(glob.glob(str(work / "out" / "*.parquet"))):
+        t = pq.read_table(f, columns=["text", "metadata"]).to_pylist()
+        for r in t:
+            st[r["metadata"]["url"]] = ("kept", r["text"])
+    for f in sorted(glob.glob(str(work / "mid" / "*.parquet"))):  # passed the filters, removed as dup
+        for r in pq.read_table(f, columns=["text", "metadata"]).to_pylist():
+            st.setdefault(r["metadata"]["url"], ("exact_duplicate", r["text"]))
+    for name in ("lang", "gopher"):
+        for f in sorted(glob.glob(str(work / "excluded" / name / "*.jsonl.gz"))):
+            with gzip.open(f, "rt") as fh:
+                for line in fh:
+                    r = json.loads(line)
+                    reason = r["metadata"].get("filter_reason") or name
+                    st.setdefault(r["metadata"]["url"], (f"{name}:{reason}", r["text"]))
+    return st
+
+
+def explain_kept_difference(files: list[Path], tmp: Path, workers: int) -> dict[str, Any]:
+    """Why the two sides keep different pages (equal-work settings), by diffing their outputs.
+
+    Both run once more, untimed, recording every dropped page with its reason. For each page
+    kept by one side only: the other side's reason, and whether the two extracted texts differ.
+    For LID drops the score both sides' model gives each side's text is recomputed here.
+    """
+    run_assay(files, tmp / "ex-assay", workers, 1, None, write_dropped=True)
+    a = _assay_status(tmp / "ex-assay")
+    run_datatrove(files, tmp / "ex-dt", workers, "resiliparse", explain=True)
+    d = _datatrove_status(tmp / "ex-dt")
+    from collections import Counter
+
+    import fasttext
+
+    model = fasttext.load_model(_lid_model_path())
+
+    def en(x: str | None) -> float:
+        if not x:
+            return 0.0
+        labels, probs = model.predict(x.replace("\n", " "), k=-1)
+        return float(dict(zip(labels, probs)).get("__label__en", 0.0))
+
+    trans: Counter[str] = Counter()
+    examples: dict[str, list[dict[str, Any]]] = {}
+    text_differs: Counter[str] = Counter()
+    for u in sorted(set(a) | set(d)):
+        sa, ta = a.get(u, ("not read", None))
+        sd, td = d.get(u, ("not extracted/read", None))
+        if (sa == "kept") == (sd == "kept"):
+            continue
+        key = f"assay {sa} / datatrove {sd}"
+        trans[key] += 1
+        same = ta is not None and td is not None and ta == td
+        text_differs[key] += 0 if same else 1
+        if len(examples.setdefault(key, [])) < 3:
+            examples[key].append({"url": u, "same_text": same, "len_assay": len(ta or ""),
+                                  "len_datatrove": len(td or ""), "en_score_assay_text": round(en(ta), 4),
+                                  "en_score_datatrove_text": round(en(td), 4)})
+    return {
+        "assay_kept": sum(v[0] == "kept" for v in a.values()),
+        "datatrove_kept": sum(v[0] == "kept" for v in d.values()),
+        "both_kept": sum(1 for u in a if a[u][0] == "kept" and d.get(u, ("",))[0] == "kept"),
+        "only_one_side": dict(trans.most_common()),
+        "of_which_extracted_text_differs": dict(text_differs),
+        "examples": examples,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -128,8 +236,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--input", default=str(DEFAULT_INPUT), help="folder of .warc.gz files (default: ../shared/data/warc)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes on both sides")
     ap.add_argument("--split", type=int, default=2,
-                    help="assay's input.split: each file read as this many shards (datatrove has no equivalent)")
+                    help="assay's input.split for the as-shipped row (datatrove has no equivalent)")
     ap.add_argument("--datatrove-extractor", choices=["trafilatura", "resiliparse", "both"], default="both")
+    ap.add_argument("--no-explain", action="store_true", help="skip the kept-set diff")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
     files = sorted(Path(args.input).glob("*.warc*"))
@@ -139,27 +248,46 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="assay-bench-"))
     try:
         res: dict[str, Any] = {"files": len(files), "input_mb_compressed": round(mb, 2), "workers": args.workers}
-        res["assay"] = run_assay(files, tmp / "assay", args.workers, args.split)
-        res["assay_split1"] = run_assay(files, tmp / "assay1", args.workers, 1)
-        docs = res["assay"]["docs_in"]
+        # equal work: one shard per file (= datatrove's one task per file), LID on the whole page
+        res["assay_equal"] = run_assay(files, tmp / "assay-eq", args.workers, 1, None)
+        # as shipped: input.split and LID on the first 10,000 characters
+        res["assay_shipped"] = run_assay(files, tmp / "assay", args.workers, args.split, 10_000)
+        docs = res["assay_equal"]["docs_in"]
         extractors = ["resiliparse", "trafilatura"] if args.datatrove_extractor == "both" else [args.datatrove_extractor]
         for e in extractors:
             res[f"datatrove_{e}"] = run_datatrove(files, tmp / f"dt-{e}", args.workers, e)
+        if not args.no_explain and "resiliparse" in extractors:
+            res["kept_difference"] = explain_kept_difference(files, tmp, args.workers)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    a = res["assay"]["wall_s"]
     print(f"\n{len(files)} WARC files, {docs} pages, {mb:.1f} MB compressed, {args.workers} workers each\n")
-    print(f"{'pipeline':<34}{'wall s':>9}{'pages/s':>10}{'MB/s':>8}{'kept':>7}{'assay is':>11}")
-    rows = [(f"assay (resiliparse, split {args.split})", res["assay"]), ("assay (resiliparse, split 1)", res["assay_split1"])]
+    print(f"{'pipeline':<52}{'shards':>7}{'wall s':>8}{'CPU s':>8}{'pages/s':>9}{'kept':>6}"
+          f"{'ratio wall':>11}{'ratio CPU':>10}")
+    rows = [("assay, equal work (LID whole page, split 1)", res["assay_equal"]),
+            (f"assay as shipped (LID 10k chars, split {args.split})", res["assay_shipped"])]
     rows += [(f"datatrove ({e})", res[f"datatrove_{e}"]) for e in extractors]
     for name, r in rows:
         w = r["wall_s"]
-        ratio = f"{w / a:.1f}x" if name.startswith("datatrove") else ""
-        print(f"{name:<34}{w:>9.1f}{docs / w:>10.1f}{mb / w:>8.2f}{r['docs_out']:>7}{ratio:>11}")
         r["docs_per_s"] = round(docs / w, 1)
         r["mb_per_s"] = round(mb / w, 3)
+        ratio = ""
         if name.startswith("datatrove"):
-            r["assay_speedup"] = round(w / a, 2)
+            # extractor held equal: vs assay doing equal work; as shipped: vs assay as shipped
+            ref = res["assay_equal"] if "resiliparse" in name else res["assay_shipped"]
+            r["assay_speedup_wall"] = round(w / ref["wall_s"], 2)
+            r["assay_speedup_cpu"] = round(r["cpu_s"] / ref["cpu_s"], 2)
+            ratio = f"{r['assay_speedup_wall']:>10.1f}x{r['assay_speedup_cpu']:>9.1f}x"
+        print(f"{name:<52}{r.get('shards', r.get('tasks', '')):>7}{w:>8.1f}{r['cpu_s']:>8.1f}"
+              f"{docs / w:>9.1f}{r['docs_out']:>6}{ratio}")
+    print("(datatrove + resiliparse is compared with assay's equal-work row; datatrove as shipped"
+          " with assay as shipped)")
+    if "kept_difference" in res:
+        k = res["kept_difference"]
+        print(f"\nkept-set diff (equal work): assay {k['assay_kept']}, datatrove {k['datatrove_kept']}, "
+              f"both {k['both_kept']}")
+        for key, v in k["only_one_side"].items():
+            print(f"  {v:5d}  {key}  (extracted text differs in {k['of_which_extracted_text_differs'][key]})")
+        print(json.dumps(k["examples"], indent=1)[:3000])
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
     return res

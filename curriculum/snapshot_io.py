@@ -104,7 +104,8 @@ def write_snapshot(
                 "rows": table.num_rows,
                 "bytes": path.stat().st_size,
                 "sha256": sha256_file(path),
-                "tokens": word_tokens(table),
+                "words": word_tokens(table),
+                "tokens": None,  # no tokenizer counted them (see pipeline.tokens)
                 "phase": phase,
             }
         )

@@ -66,6 +66,16 @@ def main() -> None:
     """
 
 
+def _size_words(t: dict) -> str:
+    """``12,345 words`` (+ ``, 15,000 tokens`` when a tokenizer counted them); old manifests
+    called their whitespace word count ``tokens``."""
+    words = t.get("words", t.get("tokens") if "words" not in t else None) or 0
+    out = f"{words:,} words"
+    if "words" in t and t.get("tokens") is not None:
+        out += f", {t['tokens']:,} tokens"
+    return out
+
+
 def _fail(msg: str) -> None:
     click.echo(f"error: {msg}", err=True)
     sys.exit(2)
@@ -118,7 +128,7 @@ def _report(out: str, manifest: dict[str, Any], as_json: bool) -> None:
     t = manifest["totals"]
     click.echo(
         f"\nsnapshot {manifest['snapshot_id']}: {t['rows']:,} docs, {t['shards']} shard(s), "
-        f"{t['bytes'] / 1e6:.2f} MB, ~{t['tokens']:,} words\n  at {root / 'manifest.json'}"
+        f"{t['bytes'] / 1e6:.2f} MB, {_size_words(t)}\n  at {root / 'manifest.json'}"
     )
     if stats["quarantined"]:
         click.echo(f"  quarantined: {stats['quarantined']} record(s) in {root / 'quarantine'}")
@@ -226,7 +236,7 @@ def show(snapshot: str) -> None:
     m = load_manifest(snapshot)
     t = m["totals"]
     click.echo(f"snapshot {m['snapshot_id']}  ({m['name']}, assay {m['code_version']})")
-    click.echo(f"  {t['rows']:,} docs in {t['shards']} shard(s), {t['bytes'] / 1e6:.2f} MB, ~{t['tokens']:,} words")
+    click.echo(f"  {t['rows']:,} docs in {t['shards']} shard(s), {t['bytes'] / 1e6:.2f} MB, {_size_words(t)}")
     click.echo(f"  stages: {' -> '.join(s['kind'] for s in m['spec']['stages']) or '(none)'}")
     click.echo(f"  columns: {', '.join(c['name'] for c in m['schema'])}")
     st = m["stats"]

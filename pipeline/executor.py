@@ -106,6 +106,7 @@ class ShardWorker:
         self.spec = PipelineSpec.from_dict(spec_data)
         self.layout = RunLayout(storage.as_loc(root))
         self.plan: Plan = make_plan(self.spec.build_stages())
+        self._token_counter: Any = None
         self.reader_opts = ReaderOptions(
             format=self.spec.input.format,
             text_field=self.spec.input.text_field,
@@ -188,7 +189,15 @@ class ShardWorker:
         if self.split > 1:
             stem = f"{stem}-{shard_idx % self.split}of{self.split}"
         out_path = self.layout.final_shard(shard_idx, stem) if last else self.layout.intermediate(seg_idx, shard_idx)
-        writer = ParquetShardWriter(out_path, self.spec.output.compression, self.spec.output.rows_per_row_group)
+        counter = None
+        if last and self.spec.output.tokenizer:  # only final shards are in the manifest
+            if self._token_counter is None:
+                from pipeline.tokens import TokenCounter
+
+                self._token_counter = TokenCounter(self.spec.output.tokenizer)
+            counter = self._token_counter
+        writer = ParquetShardWriter(out_path, self.spec.output.compression, self.spec.output.rows_per_row_group,
+                                    token_counter=counter)
         keep_dropped = self.spec.output.write_dropped
         stages = seg.all_stages()
         ctxs = {st.name: StageContext(st.name, str(path), shard_idx, keep_dropped) for st in stages}
@@ -260,6 +269,7 @@ class ShardWorker:
             "input": str(path),
             "output": str(out_path.relative_to(self.layout.root)) if wrote else None,
             "rows": writer.rows,
+            "words": writer.words,
             "tokens": writer.tokens,
             "stages": stage_counts,
             "times": stage_times,

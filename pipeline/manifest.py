@@ -96,12 +96,18 @@ def counts_only(stats: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def totals(shards: list[dict[str, Any]]) -> dict[str, int]:
-    """The manifest's ``totals`` block from its shard entries."""
+def totals(shards: list[dict[str, Any]]) -> dict[str, int | None]:
+    """The manifest's ``totals`` block from its shard entries.
+
+    ``words`` are whitespace words; ``tokens`` come from the spec's tokenizer and are None
+    when it names none (or when any shard lacks a count).
+    """
+    toks = [s.get("tokens") for s in shards]
     return {
         "rows": sum(s["rows"] for s in shards),
         "bytes": sum(s["bytes"] for s in shards),
-        "tokens": sum(s["tokens"] for s in shards),
+        "words": sum(int(s.get("words", 0)) for s in shards),
+        "tokens": sum(toks) if all(t is not None for t in toks) else None,  # type: ignore[misc]
         "shards": len(shards),
     }
 
@@ -111,6 +117,15 @@ def _portable_spec(spec: PipelineSpec) -> dict[str, Any]:
     data = spec.canonical()
     data["output"] = {k: v for k, v in data["output"].items() if k != "dir"}
     return data
+
+
+def _tokenizer_info(spec: PipelineSpec) -> dict[str, str] | None:
+    """What counted ``tokens``: the tokenizer file's sha256 (None when the spec names none)."""
+    if not spec.output.tokenizer:
+        return None
+    from pipeline.tokens import tokenizer_file, tokenizer_sha256
+
+    return {"file": tokenizer_file(spec.output.tokenizer).name, "sha256": tokenizer_sha256(spec.output.tokenizer)}
 
 
 def build_manifest(spec: PipelineSpec, spec_hash: str, root: Loc, final_markers: list[dict[str, Any]],
@@ -129,7 +144,8 @@ def build_manifest(spec: PipelineSpec, spec_hash: str, root: Loc, final_markers:
             "rows": int(m["rows"]),
             "bytes": storage.size(path),
             "sha256": sha256_file(path),
-            "tokens": int(m.get("tokens", 0)),
+            "words": int(m.get("words", 0)),
+            "tokens": None if m.get("tokens") is None or spec.output.tokenizer is None else int(m["tokens"]),
             "phase": None,
             "input": storage.as_loc(m["input"]).name,
         })
@@ -153,6 +169,7 @@ def build_manifest(spec: PipelineSpec, spec_hash: str, root: Loc, final_markers:
         "schema": [{"name": k, "type": v} for k, v in fields.items()],
         "shards": shards,
         "totals": totals(shards),
+        "tokenizer": _tokenizer_info(spec),
         "stats": counts_only(stats),
         "extra": {},
     }

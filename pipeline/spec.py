@@ -67,6 +67,20 @@ class OutputSpec(_Strict):
     rows_per_row_group: int = Field(10_000, gt=0)
     compression: Literal["zstd", "snappy", "none"] = "zstd"
     write_dropped: bool = Field(False, description="write dropped rows aside under dropped/")
+    tokenizer: str | None = Field(
+        None,
+        description="tokenizer.json (or a folder holding one) to count the manifest's `tokens` "
+        "with; without it `tokens` is null and only whitespace `words` are counted",
+    )
+
+    @field_validator("tokenizer")
+    @classmethod
+    def _tokenizer_exists(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from pipeline.tokens import tokenizer_file
+
+        return str(tokenizer_file(v).resolve())
 
 
 class ExecutionSpec(_Strict):

@@ -40,11 +40,10 @@ def sha256_file(path: Loc | str) -> str:
 
 
 def word_tokens(table: pa.Table) -> int:
-    """Whitespace-word estimate of the tokens in ``table['text']`` (the manifest's ``tokens``)."""
-    if table.num_rows == 0 or schema.TEXT not in table.column_names:
-        return 0
-    words = pc.list_value_length(pc.utf8_split_whitespace(table.column(schema.TEXT)))
-    return int(pc.sum(words).as_py() or 0)
+    """Whitespace words in ``table['text']`` (the manifest's ``words``; not tokens)."""
+    from pipeline.tokens import word_count
+
+    return word_count(table)
 
 
 def _widen(t: pa.DataType) -> pa.DataType:
@@ -90,7 +89,8 @@ class ParquetShardWriter:
     into one file under the unified schema, one row group at a time (memory stays bounded).
     """
 
-    def __init__(self, path: Loc | str, compression: str = "zstd", row_group_rows: int = 10_000):
+    def __init__(self, path: Loc | str, compression: str = "zstd", row_group_rows: int = 10_000,
+                 token_counter: Any = None):
         self.path = storage.as_loc(path)
         self.remote = storage.is_url(self.path)
         self.compression = None if compression == "none" else compression
@@ -101,7 +101,10 @@ class ParquetShardWriter:
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self.rows = 0
-        self.tokens = 0
+        self.words = 0
+        #: tokens from ``token_counter`` (a :class:`pipeline.tokens.TokenCounter`); None without
+        self.tokens: int | None = 0 if token_counter is not None else None
+        self._counter = token_counter
 
     def _tmp(self, i: int) -> Loc:
         if self.remote:  # the first part goes straight to its final key (no rename on S3)
@@ -149,7 +152,9 @@ class ParquetShardWriter:
                 fields = list(current) + [pa.field(c, _widen(table.schema.field(c).type)) for c in extra]
                 self._open_part(pa.schema(fields))
         table = conform(table, self._parts[-1][1])
-        self.tokens += word_tokens(table)
+        self.words += word_tokens(table)
+        if self._counter is not None:
+            self.tokens = (self.tokens or 0) + self._counter.count(table)
         assert self._writer is not None
         for start in range(0, table.num_rows, self.row_group_rows):
             self._writer.write_table(table.slice(start, self.row_group_rows))

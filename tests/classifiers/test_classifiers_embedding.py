@@ -47,3 +47,31 @@ def test_logistic_fit_recovers_a_separable_rule():
 def test_head_path_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="assay classifier train embedding"):
         EmbeddingScorer({"head_path": str(tmp_path / "x.head.json")}).setup()
+
+
+def test_head_l2_is_picked_on_training_data_only(embedding_head):
+    """The default head's L2 comes from cross-validation on its training docs (the held-out
+    metrics are recorded but pick nothing)."""
+    import json
+
+    from classifiers.embedding import L2_GRID
+
+    head = json.loads(embedding_head.read_text())
+    cv = head["l2_cv_logloss"]
+    assert set(cv) == {str(v) for v in L2_GRID}
+    assert head["l2"] == min(L2_GRID, key=lambda v: cv[str(v)])
+    assert "heldout" in head
+
+
+def test_select_l2_cv_prefers_less_penalty_when_signal_is_strong():
+    """Separable data: a weaker penalty fits better, so CV must not pick the strongest one."""
+    import numpy as np
+
+    from classifiers.embedding import select_l2_cv
+
+    rng = np.random.default_rng(0)
+    y = np.arange(200) % 2
+    x = rng.normal(size=(200, 8)) * 0.05
+    x[:, 0] += np.where(y == 1, 0.2, -0.2)  # a real but small-scale signal (unit-norm-like)
+    best, cv = select_l2_cv(x, y, grid=(100.0, 1.0, 0.01))
+    assert best != 100.0 and cv["100.0"] > cv[str(best)]

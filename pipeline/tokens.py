@@ -1,0 +1,67 @@
+"""Counting what a manifest calls ``words`` and ``tokens``.
+
+- ``words``: whitespace-separated words of ``text`` (Arrow's ``utf8_split_whitespace``), always.
+- ``tokens``: only when the spec names a tokenizer (``output.tokenizer``: a Hugging Face
+  ``tokenizer.json``, or a folder holding one, e.g. ``<snapshot>/tokenizer`` from
+  ``assay train``): the number of ids it encodes ``text`` to, without special tokens. Without
+  a tokenizer the manifest says ``tokens: null`` rather than pass a word count off as tokens.
+
+The tokenizer is loaded with the ``tokenizers`` library (no torch, no transformers), once per
+writer process, and batches are encoded with its parallel ``encode_batch``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import schema
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def word_count(table: pa.Table) -> int:
+    """Whitespace words in ``table['text']`` (the manifest's ``words``)."""
+    if table.num_rows == 0 or schema.TEXT not in table.column_names:
+        return 0
+    words = pc.list_value_length(pc.utf8_split_whitespace(table.column(schema.TEXT)))
+    return int(pc.sum(words).as_py() or 0)
+
+
+def tokenizer_file(path: str | Path) -> Path:
+    """The ``tokenizer.json`` that ``path`` names (the file, or a folder holding it)."""
+    p = Path(path)
+    f = p / TOKENIZER_FILE if p.is_dir() else p
+    if not f.is_file():
+        raise ValueError(f"output.tokenizer: {path} is not a tokenizer.json or a folder holding one")
+    return f
+
+
+def tokenizer_sha256(path: str | Path) -> str:
+    return hashlib.sha256(tokenizer_file(path).read_bytes()).hexdigest()
+
+
+class TokenCounter:
+    """Counts tokens of ``table['text']`` with a real tokenizer."""
+
+    def __init__(self, path: str | Path):
+        from tokenizers import Tokenizer
+
+        self.path = tokenizer_file(path)
+        try:
+            self._tok = Tokenizer.from_file(str(self.path))
+        except Exception as e:  # a JSON that is not a tokenizer: one clear line
+            raise ValueError(f"output.tokenizer: {self.path} is not a tokenizers file ({e})") from None
+
+    def count(self, table: pa.Table) -> int:
+        if table.num_rows == 0 or schema.TEXT not in table.column_names:
+            return 0
+        texts = [t or "" for t in table.column(schema.TEXT).to_pylist()]
+        total = 0
+        for i in range(0, len(texts), 256):
+            total += sum(len(e.ids) for e in self._tok.encode_batch(texts[i : i + 256],
+                                                                    add_special_tokens=False))
+        return total
