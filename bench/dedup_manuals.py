@@ -7,8 +7,9 @@ The corpus is ``neardup_versions.jsonl`` as written by the shared data recipe's
 It is not in the shared folder; rebuild it (see docs/benchmarks/dedup.md, "Two releases of the
 same manuals") and pass its path with ``--data``.
 
-Measured exactly as :mod:`bench.dedup` measures its corpus, with its functions: exact-Jaccard
-ground truth on the word 5-gram shingle sets (:mod:`dedup.evaluate`), doc-level precision /
+Measured exactly as :mod:`bench.dedup` measures its corpus, with its functions: the neutral
+exact-Jaccard ground truth (:mod:`bench.neutral_truth`: lower-cased ``\\w+`` word 5-grams,
+independent of assay's code), doc-level precision /
 recall / F1 for assay verified, assay ``--no-verify``, datasketch and rensa
 (:func:`bench.dedup.run_ours`, :func:`bench.dedup.peer_quality`), and signature docs per
 CPU-second (:func:`bench.dedup.signature_speed`).
@@ -16,6 +17,10 @@ CPU-second (:func:`bench.dedup.signature_speed`).
 ``--field full_text`` (default) dedups all visible text of each page (version-stamped header and
 sidebar included, so the release pairs are near-duplicates, rarely identical); ``--field text``
 the content area only (most release pairs identical there).
+
+``--max-bucket N`` passes ``max_bucket`` to ``dedup.minhash`` (default 64): with 256 it
+reproduces the "split pairs" figure of docs/benchmarks/dedup.md (true pairs whose two docs
+end in different clusters = (1 - pair recall) x pairs; candidates/checked from index.json).
 
 Run: ``python -m bench.dedup_manuals --data /tmp/neardup_manuals/neardup_versions.jsonl.zst``
 """
@@ -96,11 +101,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--sig-sample", type=int, default=2000, help="docs timed for the peers' signatures"
     )
     ap.add_argument("--no-peer-quality", action="store_true", help="skip datasketch/rensa")
+    ap.add_argument("--max-bucket", type=int, default=None,
+                    help="dedup.minhash max_bucket (default: the stage's 64)")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
 
-    from dedup.evaluate import doc_metrics, exact_pairs, true_duplicate_docs
-    from dedup.signature import signatures_and_sets
+    from bench import neutral_truth as nt
 
     table = load_manuals(Path(args.data), args.field)
     n = table.num_rows
@@ -115,18 +121,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     res: dict[str, Any] = {"docs": n, "mb": mb, "field": args.field, "threshold": args.threshold}
 
     t0 = time.perf_counter()
-    _, flat, offs = signatures_and_sets(table.column("text"))
-    left, right, jac = exact_pairs(flat, offs, args.threshold)
-    truth = true_duplicate_docs(n, left, right)
+    sets = nt.shingle_sets(table.column("text").to_pylist())
+    left, right, jac = nt.exact_pairs(sets, args.threshold)
+    doc_metrics = nt.doc_metrics
+    truth = nt.true_duplicate_docs(n, left, right)
     same = grp[left] == grp[right]
     # release pairs (same page, two releases) whatever their Jaccard, for the breakdown
     order = np.argsort(grp, kind="stable")
     a, b = order[0::2], order[1::2]
     pj = np.zeros(a.size)
-    if a.size:
-        from dedup.signature import jaccard_pairs
-
-        pj = jaccard_pairs(flat, offs, np.minimum(a, b), np.maximum(a, b))
+    for k, (i, j) in enumerate(zip(a.tolist(), b.tolist())):
+        x, y = sets[i], sets[j]
+        inter = np.intersect1d(x, y, assume_unique=True).size
+        pj[k] = inter / max(x.size + y.size - inter, 1)
     res["ground_truth"] = gt = {
         "pairs": int(left.size),
         "release_pairs": int(same.sum()),
@@ -138,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "s": time.perf_counter() - t0,
     }
     print(
-        f"ground truth: {gt['pairs']} pairs at J >= {args.threshold} ({gt['release_pairs']} "
+        f"neutral ground truth: {gt['pairs']} pairs at J >= {args.threshold} ({gt['release_pairs']} "
         f"same page across releases, {gt['cross_page_pairs']} between different pages), "
         f"{gt['dup_docs']} docs with a partner ({gt['s']:.1f} s)\n"
         f"  release pairs: {gt['release_pairs_total']}, identical shingle sets "
@@ -149,21 +156,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     res["signatures_docs_per_cpu_s"] = sp = signature_speed(table, args.sig_sample)
     print(
-        "\nsignatures, docs per CPU-second (numba JIT/cache load %.2f s, not included)"
-        % sp["numba_jit_s"]
+        f"\nsignatures, docs per CPU-second on {sp['sample_docs']} docs "
+        f"(numba cache load {sp['numba_jit_s']:.2f} s, apart)"
     )
-    print(f"  {'ours_numba (all docs)':22s} {sp['ours_numba']:>12,.0f}")
-    for k in ("ours_numba_on_sample", "ours_numpy_reference", "datasketch", "rensa"):
-        if sp.get(k):
-            ratio = sp["ours_numba_on_sample"] / sp[k]
-            print(f"  {k:22s} {sp[k]:>12,.0f}   ours/this on the same sample = {ratio:.1f}x")
+    for k in ("ours_numba", "ours_numpy_reference", "datasketch", "rensa"):
+        v = sp[k]
+        print(f"  {k:22s} {v}" if isinstance(v, str) else
+              f"  {k:22s} {v:>12,.0f}   ours / this = {sp['ours_numba'] / v:.1f}x")
 
     quality: dict[str, Any] = {}
     masks: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory() as d:
         ids = table.column("doc_id").to_pylist()
         hard = (jac < 0.9) & same  # release pairs that really changed (0.8 <= J < 0.9)
-        for name, kw in (("assay (verified)", {}), ("assay --no-verify", {"verify": False})):
+        mb_cfg = {} if args.max_bucket is None else {"max_bucket": args.max_bucket}
+        for name, kw in (("assay (verified)", dict(mb_cfg)),
+                         ("assay --no-verify", {"verify": False, **mb_cfg})):
             w = Path(d) / name.split()[-1].strip("()-")
             r = run_ours(table, w, args.threshold, **kw)
             masks[name] = r["predicted"]
@@ -174,11 +182,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "pair_recall_release_J_lt_0.9": pair_recall(w, ids, left[hard], right[hard]),
                 "release_pairs_J_lt_0.9": int(hard.sum()),
             }
-            res["ours_run" if not kw else "ours_run_unverified"] = {
+            res["ours_run" if kw.get("verify", True) else "ours_run_unverified"] = {
                 k: v for k, v in r.items() if k != "predicted"
             }
     if not args.no_peer_quality:
         for name, r in peer_quality(table, args.threshold).items():
+            if isinstance(r, str):  # not installed: say so, never drop the row silently
+                print(f"  {name}: {r}")
+                quality[name] = {"status": r}
+                continue
             masks[name] = r["predicted"]
             quality[name] = doc_metrics(r["predicted"], truth) | {"wall_s": r["wall_s"]}
     # baseline: call every doc a duplicate (shows how saturated doc-level metrics are here)
@@ -199,6 +211,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"  {'method':20s} {'precision':>9s} {'recall':>7s} {'F1':>6s} {'pred':>6s} {'wall s':>7s}"
     )
     for k, q in quality.items():
+        if "status" in q:
+            print(f"  {k:20s} {q['status']}")
+            continue
         print(
             f"  {k:20s} {q['precision']:9.4f} {q['recall']:7.4f} {q['f1']:6.4f} "
             f"{q['predicted']:6d} {q['wall_s']:7.1f}   missed {q['missed_by_source']} "

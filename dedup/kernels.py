@@ -35,8 +35,8 @@ def fmix64(h):  # type: ignore[no-untyped-def]
     return h
 
 
-@nb.njit(cache=True)
-def doc_word_hashes(data, start, end, wh, table):  # type: ignore[no-untyped-def]
+@nb.njit(cache=True, inline="always")
+def _scan_words(data, start, end, wh, table):  # type: ignore[no-untyped-def]
     # Branch-free scan (1.6x faster than branching at word ends: no mispredictions):
     # the running FNV state is stored at wh[n] every byte, n advances at a word's end.
     n = 0
@@ -51,6 +51,67 @@ def doc_word_hashes(data, start, end, wh, table):  # type: ignore[no-untyped-def
         inword = isw
     wh[n] = h
     n += inword
+    return n
+
+
+@nb.njit(cache=True)
+def doc_word_hashes(data, start, end, wh, table):  # type: ignore[no-untyped-def]
+    # FNV-1a is one serial multiply chain per byte; a document long enough is cut at a
+    # separator byte near its middle and both halves are scanned in one loop, two independent
+    # chains the CPU overlaps (1.25x on 1.2 KB docs). Words never straddle the cut, so the
+    # word hashes are the same as one scan's. The second half is scanned into wh's upper half
+    # and moved down after the first.
+    ln = end - start
+    half = wh.shape[0] // 2
+    if ln < 64 or ln // 2 + 2 > half:
+        n = _scan_words(data, start, end, wh, table)
+    else:
+        mid = start + ln // 2
+        while mid < end and table[data[mid]] != 0:
+            mid += 1
+        h1 = u64(FNV_OFFSET)
+        h2 = u64(FNV_OFFSET)
+        in1 = 0
+        in2 = 0
+        n1 = 0
+        n2 = half
+        l1 = mid - start
+        l2 = end - mid
+        lmin = l1 if l1 < l2 else l2
+        for i in range(lmin):
+            c1 = table[data[start + i]]
+            c2 = table[data[mid + i]]
+            w1 = 1 if c1 != 0 else 0
+            w2 = 1 if c2 != 0 else 0
+            wh[n1] = h1
+            wh[n2] = h2
+            n1 += in1 & (1 - w1)
+            n2 += in2 & (1 - w2)
+            h1 = (h1 ^ u64(c1)) * u64(FNV_PRIME) if w1 else u64(FNV_OFFSET)
+            h2 = (h2 ^ u64(c2)) * u64(FNV_PRIME) if w2 else u64(FNV_OFFSET)
+            in1 = w1
+            in2 = w2
+        for i in range(lmin, l1):
+            c1 = table[data[start + i]]
+            w1 = 1 if c1 != 0 else 0
+            wh[n1] = h1
+            n1 += in1 & (1 - w1)
+            h1 = (h1 ^ u64(c1)) * u64(FNV_PRIME) if w1 else u64(FNV_OFFSET)
+            in1 = w1
+        for i in range(lmin, l2):
+            c2 = table[data[mid + i]]
+            w2 = 1 if c2 != 0 else 0
+            wh[n2] = h2
+            n2 += in2 & (1 - w2)
+            h2 = (h2 ^ u64(c2)) * u64(FNV_PRIME) if w2 else u64(FNV_OFFSET)
+            in2 = w2
+        wh[n1] = h1
+        n1 += in1
+        wh[n2] = h2
+        n2 += in2
+        for k in range(n2 - half):
+            wh[n1 + k] = wh[half + k]
+        n = n1 + n2 - half
     for i in range(n):
         wh[i] = fmix64(wh[i])
     return n
@@ -72,14 +133,20 @@ def shingles_of(wh, nw, ngram, sh):  # type: ignore[no-untyped-def]
 
 @nb.njit(cache=True)
 def minhash_into(sh, m, a, b, sig):  # type: ignore[no-untyped-def]
+    # permutation-outer: each permutation is one min-reduction over the doc's shingles, which
+    # LLVM vectorises across shingles (8% faster than shingle-outer with an accumulator array)
     P = a.shape[0]
-    acc = np.full(P, u64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
-    for j in range(m):
-        x = sh[j]
+    if m == 0:
         for p in range(P):
-            acc[p] = min(acc[p], a[p] * x + b[p])
+            sig[p] = np.uint32(0xFFFFFFFF)
+        return
     for p in range(P):
-        sig[p] = np.uint32(acc[p] >> u64(32)) if m > 0 else np.uint32(0xFFFFFFFF)
+        ap = a[p]
+        bp = b[p]
+        acc = u64(0xFFFFFFFFFFFFFFFF)
+        for j in range(m):
+            acc = min(acc, ap * sh[j] + bp)
+        sig[p] = np.uint32(acc >> u64(32))
 
 
 @nb.njit(cache=True, inline="always")
@@ -111,7 +178,7 @@ def signatures(data, offsets, table, a, b, ngram, sig):  # type: ignore[no-untyp
         ln = offsets[d + 1] - offsets[d]
         if ln > maxlen:
             maxlen = ln
-    wh = np.empty(maxlen // 2 + 2, dtype=np.uint64)
+    wh = np.empty(maxlen + 4, dtype=np.uint64)  # two halves: see doc_word_hashes
     sh = np.empty(maxlen // 2 + 2, dtype=np.uint64)
     for d in range(n_docs):
         nw = doc_word_hashes(data, offsets[d], offsets[d + 1], wh, table)
@@ -127,7 +194,7 @@ def signatures_and_sets(data, offsets, table, a, b, ngram, sig, set_offsets):  #
         ln = offsets[d + 1] - offsets[d]
         if ln > maxlen:
             maxlen = ln
-    wh = np.empty(maxlen // 2 + 2, dtype=np.uint64)
+    wh = np.empty(maxlen + 4, dtype=np.uint64)  # two halves: see doc_word_hashes
     sh = np.empty(maxlen // 2 + 2, dtype=np.uint64)
     top = np.empty(maxlen // 2 + 2, dtype=np.uint32)
     scratch = np.empty(maxlen // 2 + 2, dtype=np.uint32)
@@ -200,7 +267,7 @@ def word_ids(data, offsets, table, out_offsets):  # type: ignore[no-untyped-def]
         ln = offsets[d + 1] - offsets[d]
         if ln > maxlen:
             maxlen = ln
-    wh = np.empty(maxlen // 2 + 2, dtype=np.uint64)
+    wh = np.empty(maxlen + 4, dtype=np.uint64)  # two halves: see doc_word_hashes
     total = 0
     for d in range(n_docs):
         total += (offsets[d + 1] - offsets[d]) // 2 + 1
@@ -224,7 +291,7 @@ def shingle_hashes(data, offsets, table, ngram, out_offsets):  # type: ignore[no
         ln = offsets[d + 1] - offsets[d]
         if ln > maxlen:
             maxlen = ln
-    wh = np.empty(maxlen // 2 + 2, dtype=np.uint64)
+    wh = np.empty(maxlen + 4, dtype=np.uint64)  # two halves: see doc_word_hashes
     cap = max(1024, (offsets[n_docs] - offsets[0]) // 5)
     flat = np.empty(cap, dtype=np.uint64)
     pos = 0
