@@ -62,8 +62,14 @@ def run_assay(files: list[Path], out: Path, workers: int, split: int = 1,
     m = run_spec(spec, progress=False, workers=workers)
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0 + _children_cpu() - k0
+    stats_path = out / "stats.json"
+    per_stage = []
+    if stats_path.exists():  # the per-stage profile (CPU seconds of the workers, summed)
+        st = json.loads(stats_path.read_text())
+        per_stage = [{k: s.get(k) for k in ("name", "docs_in", "docs_out", "bytes_in", "wall_s", "cpu_s", "dropped")}
+                     for s in st.get("stages", [])]
     return {"wall_s": wall, "cpu_s": cpu, "docs_in": m["stats"]["docs_in"],
-            "docs_out": m["totals"]["rows"], "shards": len(files) * split}
+            "docs_out": m["totals"]["rows"], "shards": len(files) * split, "per_stage": per_stage}
 
 
 # -- datatrove side (module-level callables: its workers pickle them) -------------------------------
@@ -281,6 +287,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{docs / w:>9.1f}{r['docs_out']:>6}{ratio}")
     print("(datatrove + resiliparse is compared with assay's equal-work row; datatrove as shipped"
           " with assay as shipped)")
+    print("\nassay per stage (equal-work run; CPU-s summed over workers):")
+    for st in res["assay_equal"]["per_stage"]:
+        cpu = st.get("cpu_s") or 0.0
+        mbs = (st.get("bytes_in") or 0) / 1e6 / cpu if cpu else float("nan")
+        print(f"  {st['name']:24s} in {st['docs_in']:>7} out {st['docs_out']:>7} CPU {cpu:7.2f} s  {mbs:8.1f} MB/CPU-s")
     if "kept_difference" in res:
         k = res["kept_difference"]
         print(f"\nkept-set diff (equal work): assay {k['assay_kept']}, datatrove {k['datatrove_kept']}, "
