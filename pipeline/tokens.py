@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -24,11 +25,27 @@ TOKENIZER_FILE = "tokenizer.json"
 
 
 def word_count(table: pa.Table) -> int:
-    """Whitespace words in ``table['text']`` (the manifest's ``words``)."""
+    """Whitespace words in ``table['text']`` (the manifest's ``words``): exactly
+    ``sum(len(t.split()) for t in texts)``, counted in one pass over the Arrow buffer by a numba
+    kernel (no word is materialised: Arrow's ``utf8_split_whitespace`` cost 0.5 CPU-s per
+    80 MB and disagrees with ``str.split`` on 0.1% of words)."""
     if table.num_rows == 0 or schema.TEXT not in table.column_names:
         return 0
-    words = pc.list_value_length(pc.utf8_split_whitespace(table.column(schema.TEXT)))
-    return int(pc.sum(words).as_py() or 0)
+    col = table.column(schema.TEXT)
+    if col.null_count:
+        col = pc.fill_null(col, "")
+    if col.type != pa.large_string():
+        col = col.cast(pa.large_string())
+    from pipeline._wordcount import count_words
+
+    total = 0
+    for chunk in col.chunks:
+        _, offs_buf, data_buf = chunk.buffers()
+        if data_buf is None:
+            continue
+        offsets = np.frombuffer(offs_buf, dtype=np.int64)[chunk.offset : chunk.offset + len(chunk) + 1]
+        total += int(count_words(np.frombuffer(data_buf, dtype=np.uint8), offsets))
+    return total
 
 
 def tokenizer_file(path: str | Path) -> Path:

@@ -69,3 +69,22 @@ def test_bad_tokenizer_is_a_one_line_spec_error(tmp_path, demo_warcs):
     with pytest.raises((SpecError, ValueError)) as e:
         _spec(tmp_path, demo_warcs, tokenizer=str(tmp_path / "nope"))
     assert "output.tokenizer" in str(e.value) and "\n" not in str(e.value).strip()
+
+
+def test_word_count_is_str_split_on_real_text_and_every_whitespace(raw_docs):
+    import pyarrow as pa
+
+    from pipeline.tokens import word_count
+
+    spaces = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+    edge = ["", "  ", "a", "naïve café", "日本語 テキスト"] + [f"x{s}y{s}{s}z" for s in spaces]
+    edge += ["\u2000\u200b\u200a", "a\u00a0\u0085b", "\u3000end\u205f", "Ünï\u1680cødé"]
+    texts = [d["text"] for d in raw_docs[:300]] + edge
+    for chunked in (pa.chunked_array([pa.array(texts[:150]), pa.array(texts[150:])]),
+                    pa.chunked_array([pa.array(texts, pa.large_string())])):
+        t = pa.table({"text": chunked})
+        assert word_count(t) == sum(len(x.split()) for x in texts)
+    assert word_count(pa.table({"text": pa.array(["a b", None], pa.string())})) == 2
+    for s in spaces:  # each whitespace char alone separates, as str.split says
+        assert word_count(pa.table({"text": [f"a{s}b"]})) == 2, hex(ord(s))
+    assert word_count(pa.table({"text": ["a\u200bb"]})) == 1  # zero-width space is not whitespace
