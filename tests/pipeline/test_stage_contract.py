@@ -26,7 +26,10 @@ REPO = Path(__file__).resolve().parents[2]
 QUALITY = REPO.parent / "shared" / "data" / "quality_train.jsonl.zst"
 
 #: kind -> (why it cannot run here, the test file that covers it instead). Keep it short.
-NOT_HERE: dict[str, tuple[str, str]] = {}
+NOT_HERE: dict[str, tuple[str, str]] = {
+    "synth.generate": ("needs an LLM engine (vLLM, or SmolLM2 through transformers) and minutes "
+                       "of generation", "tests/synth/test_synth_stage.py"),
+}
 
 Recipe = Callable[[pa.Table, Path], tuple[dict[str, Any], pa.Table]]
 RECIPES: dict[str, Recipe] = {}
