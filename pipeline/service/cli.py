@@ -45,6 +45,8 @@ def serve(root: str, input_roots: tuple[str, ...], catalog: str | None, host: st
 
     from pipeline.service.app import create_app
 
+    if bool(tls_cert) != bool(tls_key):  # else uvicorn dies with a bare traceback
+        raise click.UsageError("--tls-cert and --tls-key go together: give both (or neither)")
     if not _loopback(host) and not tls_cert:
         click.echo(f"warning: serving on {host} without TLS: bearer tokens cross the network in clear text; "
                    "pass --tls-cert/--tls-key or put a TLS proxy in front", err=True)

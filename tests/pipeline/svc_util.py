@@ -71,15 +71,23 @@ class LiveServer:
     """`assay serve` in a subprocess (its own process group), on a free loopback port."""
 
     def __init__(self, root: Path, input_roots: list[Path], catalog: str | None = None, max_jobs: int = 2,
-                 extra: list[str] | None = None):
+                 extra: list[str] | None = None, env: dict[str, str] | None = None, https: bool = False,
+                 verify: Any = True):
+        """``env``: the server's (and so its workers') environment instead of :func:`env`;
+        ``https``: it serves TLS (``extra`` names the cert), checked against ``verify`` (a CA file)."""
         self.root, self.input_roots, self.catalog, self.max_jobs = root, input_roots, catalog, max_jobs
         self.extra = extra or []
+        self.env = env
+        self.https, self.verify = https, verify
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.https else 'http'}://127.0.0.1:{self.port}"
+
+    def log_text(self) -> str:
+        return (self.root.parent / f"server-{self.port}.log").read_text(errors="replace")
 
     def start(self, timeout: float = 60) -> LiveServer:
         cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--root", str(self.root), "--port", str(self.port),
@@ -89,13 +97,13 @@ class LiveServer:
         if self.catalog:
             cmd += ["--catalog", self.catalog]
         self.log = open(self.root.parent / f"server-{self.port}.log", "ab")
-        self.proc = subprocess.Popen(cmd, env=env(), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(cmd, env=self.env or env(), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         t0 = time.time()
         while time.time() - t0 < timeout:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited: {(self.root.parent / f'server-{self.port}.log').read_text()[-2000:]}")
             try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/health", timeout=1, verify=self.verify).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
