@@ -11,6 +11,10 @@ SoftDedup) plus a percentile threshold, run with ``workers=2, partitions=2``:
   from 5k to 100k documents);
 - **per-worker peak RSS** (``VmHWM`` of every pool process, sampled): its growth per million
   documents of the worker's partition (target <= 1 GiB);
+- **reduce task memory** (``--task-docs N``): the three dedup barriers' reduce plans over the
+  artifacts of N documents, each task in a forked child whose peak RSS (``VmHWM``) minus its RSS
+  when it starts is the task's own memory; reported per million documents of the
+  task's partition, for 1 and 4 partitions (target <= 1 GiB);
 - **1 -> 2 workers** wall time on the largest corpus (target >= 1.8x on 2 cores), with the
   machine's load average beside it (the machine is shared: take the ratio, not the seconds).
 
@@ -148,6 +152,93 @@ def run_once(inp: Path, out: Path, workers: int, partitions: int, stages: list[d
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def _rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _hwm_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _fork_runner(peaks: list[tuple[str, float]]):  # type: ignore[no-untyped-def]
+    """Run each reduce task in a forked child; record (task, child's peak RSS above its RSS at start)."""
+    import pickle
+
+    def run(tasks):  # type: ignore[no-untyped-def]
+        out = []
+        for t in tasks:
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # child
+                os.close(r)
+                try:
+                    base = _rss_mb()
+                    res = t()
+                    data = pickle.dumps((True, (res, _hwm_mb() - base)))
+                except BaseException as e:  # noqa: BLE001 - re-raised in the parent
+                    data = pickle.dumps((False, repr(e)))
+                with os.fdopen(w, "wb") as fh:
+                    fh.write(data)
+                os._exit(0)
+            os.close(w)
+            with os.fdopen(r, "rb") as fh:
+                data = fh.read()
+            os.waitpid(pid, 0)
+            ok, got = pickle.loads(data)
+            if not ok:
+                raise RuntimeError(f"reduce task {t.fn.__name__} failed: {got}")
+            res, peak = got
+            peaks.append((t.fn.__name__, peak))
+            out.append(res)
+        return out
+
+    return run
+
+
+def task_memory(data: Path, n_docs: int, work: Path) -> dict[str, Any]:
+    """Peak memory of each barrier's reduce tasks over ``n_docs`` documents, 1 and 4 partitions."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.reduce import ReduceContext, drive
+    from pipeline.registry import get_stage_class
+    from pipeline.stage import StageContext
+
+    inp = work / "tm-in"
+    build_corpus(data, n_docs, 5000, inp)
+    shards = sorted(inp.glob("*.jsonl"))
+    out: dict[str, Any] = {"docs": n_docs}
+    for cfg in STAGES[:3]:
+        stage = get_stage_class(cfg["kind"])({k: v for k, v in cfg.items() if k != "kind"})
+        stage.setup()
+        arts = []
+        for i, f in enumerate(shards):
+            rows = [json.loads(x) for x in f.read_text().splitlines()]
+            t = pa.table({"doc_id": [r["id"] for r in rows], "text": pa.array([r["text"] for r in rows], pa.large_string())})
+            p = work / f"tm-art-{cfg['kind']}-{i}.parquet"
+            pq.write_table(stage.map(t, StageContext("m", shard_index=i)), p)
+            arts.append((i, str(p)))
+        for parts in (1, 4):
+            peaks: list[tuple[str, float]] = []
+            state, scratch = work / f"tm-state-{cfg['kind']}-{parts}", work / f"tm-scratch-{cfg['kind']}-{parts}"
+            state.mkdir()
+            scratch.mkdir()
+            drive(stage.reduce_plan(ReduceContext(arts, str(state), str(scratch), parts, len(arts))), _fork_runner(peaks))
+            top = max(peaks, key=lambda x: x[1])
+            out[f"{cfg['kind']} P={parts}"] = {
+                "max_task_mb": round(top[1], 1), "task": top[0],
+                "mb_per_million_partition_docs": round(top[1] / (n_docs / parts) * 1e6, 1),
+            }
+            print(json.dumps({cfg["kind"]: out[f"{cfg['kind']} P={parts}"], "partitions": parts}), file=sys.stderr)
+    return out
+
+
 def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -159,6 +250,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--per-shard", type=int, default=5000, help="documents per input shard")
     ap.add_argument("--speedup-docs", type=int, default=100000, help="corpus for the 1 -> 2 workers ratio (0: skip)")
     ap.add_argument("--skip-rss", action="store_true", help="only the 1 -> 2 workers ratio")
+    ap.add_argument("--task-docs", type=int, default=0, help="measure reduce task memory over this many docs (0: skip)")
     ap.add_argument("--json", dest="json_out", help="write the results here too")
     args = ap.parse_args(argv)
     data = Path(args.data)
@@ -188,6 +280,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 results["worker_growth_mb_per_million_partition_docs"] = (
                     (b["worker_peak_mb"] - a["worker_peak_mb"]) / per_part * 1e6 if per_part else None
                 )
+        if args.task_docs:
+            results["task_memory"] = task_memory(data, args.task_docs, work)
         if args.speedup_docs:
             inp = work / f"s{args.speedup_docs}"
             got = build_corpus(data, args.speedup_docs, args.per_shard, inp)

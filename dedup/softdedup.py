@@ -251,12 +251,16 @@ def _count(paths: list[str], ngram: int, depth: int, width_log2: int, out: str) 
 
 def _merge_range(sketches: list[str], lo: int, hi: int, out: str) -> None:
     """Step 2: counters ``lo:hi`` of every sketch summed, saturating like one sketch would."""
-    acc = None
-    for path in sketches:
-        part = np.load(path, mmap_mode="r")[:, lo:hi].astype(np.uint64)
-        acc = part if acc is None else acc + part
-    assert acc is not None
-    np.save(out, np.minimum(acc, np.uint64(0xFFFFFFFF)).astype(np.uint32))
+    maps = [np.load(path, mmap_mode="r") for path in sketches]
+    merged = np.empty((maps[0].shape[0], hi - lo), dtype=np.uint32)
+    step = 1 << 20  # columns at a time: the uint64 accumulator stays at 16 MB per sketch row
+    for c0 in range(lo, hi, step):
+        c1 = min(hi, c0 + step)
+        acc = np.zeros((maps[0].shape[0], c1 - c0), dtype=np.uint64)
+        for m in maps:
+            acc += m[:, c0:c1]
+        merged[:, c0 - lo : c1 - lo] = np.minimum(acc, np.uint64(0xFFFFFFFF))
+    np.save(out, merged)
 
 
 def _score(group: list[tuple[int, str]], merged: list[str], ngram: int, smoothing: float, log_norm: float,
