@@ -110,6 +110,7 @@ def hwm(pid):
                 return int(line.split()[1]) / 1024
     except OSError:
         return None
+cpu = {{}}
 def sample():
     me = psutil.Process()
     while not stop:
@@ -117,6 +118,11 @@ def sample():
             v = hwm(c.pid)
             if v is not None:
                 peaks[c.pid] = max(peaks.get(c.pid, 0.0), v)
+            try:
+                t = c.cpu_times()
+                cpu[c.pid] = max(cpu.get(c.pid, 0.0), t.user + t.system)
+            except psutil.Error:
+                pass
         time.sleep(0.2)
 t = threading.Thread(target=sample, daemon=True)
 t.start()
@@ -126,8 +132,11 @@ m = run_spec(spec, progress=False, workers={workers}, partitions={partitions})
 wall = time.perf_counter() - t0
 stop = True
 t.join()
+ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({{
     "wall_s": wall,
+    "driver_cpu_s": ru.ru_utime + ru.ru_stime,
+    "worker_cpu_s": sorted(cpu.values(), reverse=True)[:8],
     "driver_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "worker_peak_mb": max(peaks.values()) if peaks else None,
     "docs_in": m["stats"]["docs_in"], "kept": m["stats"]["kept"],
@@ -293,10 +302,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 r.update(load_before=load0, load_after=loadavg(), started=time.strftime("%H:%M:%S", time.gmtime(t0)))
                 runs[str(w)] = r
                 print(json.dumps({"workers": w, **r}), file=sys.stderr)
+            one, two = runs["1"], runs["2"]
+            # load-independent view: CPU-seconds of the work, and the longest process of the
+            # 2-worker run (its critical path on 2 idle cores, sampled every 0.2 s)
+            cpu1 = one["driver_cpu_s"] + sum(one["worker_cpu_s"])
+            busiest = max(two["worker_cpu_s"][:2] or [0.0])
             results["speedup"] = {
                 "docs": got,
                 "runs": runs,
-                "ratio": runs["1"]["wall_s"] / runs["2"]["wall_s"],
+                "ratio": one["wall_s"] / two["wall_s"],
+                "cpu_s_1_worker": cpu1,
+                "cpu_s_2_workers": two["driver_cpu_s"] + sum(two["worker_cpu_s"]),
+                "projected_ratio_from_cpu": cpu1 / (busiest + two["driver_cpu_s"]) if busiest else None,
                 "same_output": runs["1"]["snapshot_id"] == runs["2"]["snapshot_id"],
             }
     print(json.dumps(results, indent=2))
