@@ -367,11 +367,12 @@ def run_levers(
     task_items: int | None = None,
     device: str = "cpu",
     quiet: bool = False,
+    train: bool = True,
 ) -> dict[str, Any]:
     """Every arm x every seed on identical settings; per-run results in OUT/runs/*.json (a
     killed ablation resumes from the runs already done; several processes given the same OUT
     share the runs out through lock files), the summary in OUT/summary.json and OUT/summary.md
-    (over the runs finished so far)."""
+    (over the runs finished so far; ``train=False`` only summarizes them)."""
     from trainer_bridge.evaluation import build_eval_tensor, read_items, read_texts
     from trainer_bridge.tokenizer import TextTokenizer
 
@@ -416,7 +417,7 @@ def run_levers(
     for seed in seeds:  # seed-major: a partial ablation still has complete seed pairs
         for arm, snap in arms.items():
             path = folder / "runs" / f"{arm}-s{seed}.json"
-            if not path.exists() and _claim(path.with_suffix(".lock")):
+            if train and not path.exists() and _claim(path.with_suffix(".lock")):
                 try:
                     r = run_one(snap, folder / "runs" / f"{arm}-s{seed}", tok, eval_data, items,
                                 seed, steps, n_evals, model, seq_len, batch_size, lr,
@@ -492,8 +493,11 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     """The lever table (mean [95 % CI] over seeds) and the task table, as Markdown."""
     st = summary["settings"]
     evals = list(st["evals"])
+    done = {a: len(r["seeds"]) for a, r in summary["arms"].items()}
     lines = [
-        f"{len(st['seeds'])} seeds per arm; budget {st['tokens_budget']:,} tokens; model "
+        f"Seeds finished (paired with {st['baseline']}): "
+        + ", ".join(f"{a} {n}" for a, n in done.items())
+        + f" of {len(st['seeds'])} requested; budget {st['tokens_budget']:,} tokens; model "
         f"{st['model']}; T={st['seq_len']} B={st['batch_size']}; vocab {st['vocab_size']}; "
         f"baseline `{st['baseline']}`. Mean [95 % t-interval] over seeds; token ratio < 1 = the "
         "arm reaches the baseline's final loss with that share of the tokens.",

@@ -472,6 +472,8 @@ def eval_group() -> None:
 @click.option("--shuffle-buffer", default=0, show_default=True,
               help="Lever ablation: ShardLoader sequence shuffle window (0: whole epoch).")
 @click.option("--task-items", default=None, type=int, help="Use the first N items of each task.")
+@click.option("--summarize-only", is_flag=True,
+              help="Lever ablation: summarize the runs already in OUT/runs, train nothing.")
 @click.option("--device", default="auto", show_default=True)
 def ablation(raw: str, curated: str, **kw: Any) -> None:
     """Train the same small model on RAW and on CURATED for the same token budget.
@@ -484,6 +486,7 @@ def ablation(raw: str, curated: str, **kw: Any) -> None:
     prep, arms_opt, sets_opt = kw.pop("prep"), kw.pop("arms"), kw.pop("eval_sets")
     tasks, baseline, n_seeds = kw.pop("tasks"), kw.pop("baseline"), kw.pop("n_seeds")
     shuffle, task_items = kw.pop("shuffle_buffer"), kw.pop("task_items")
+    summarize_only = kw.pop("summarize_only")
     if prep or arms_opt:
         try:
             arms, evals, ptasks, tok = prep_inputs(prep) if prep else ({}, {}, None, None)
@@ -509,7 +512,8 @@ def ablation(raw: str, curated: str, **kw: Any) -> None:
             run_levers(arms, evals, kw["out"], tasks=tasks or ptasks,
                                  baseline=baseline, seeds=seeds,
                                  tokenizer=kw["tokenizer"] or tok, shuffle_buffer=shuffle,
-                                 task_items=task_items, device=device, **lever_kw)
+                                 task_items=task_items, device=device,
+                                 train=not summarize_only, **lever_kw)
         except ValueError as e:
             raise click.UsageError(str(e)) from None
         click.echo((Path(kw["out"]) / "summary.md").read_text())

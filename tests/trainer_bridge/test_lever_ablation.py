@@ -202,3 +202,10 @@ def test_bounded_lever_ablation_end_to_end(
     assert s2["arms"]["curriculum"]["eval"] == cur["eval"]
     md = summary_markdown(s2)
     assert "| curriculum |" in md and "token ratio (prose)" in md and "cloze acc_per_char" in md
+    # summarize-only: a missing run is reported as missing, not trained
+    (tmp_path / "out" / "runs" / "curriculum-s1.json").unlink()
+    s3 = run_levers(arms, {"prose": str(ev), "again": str(ev)}, str(tmp_path / "out"),
+                    train=False, **kw)
+    assert s3["arms"]["curriculum"]["seeds"] == [0]
+    assert not (tmp_path / "out" / "runs" / "curriculum-s1.json").exists()
+    assert "curriculum 1 of 2 requested" in summary_markdown(s3)
