@@ -33,12 +33,13 @@ def _ray_bin() -> str:
 
 class LocalRayCluster:
     def __init__(self, head_cpus: float = 2, worker_cpus: float = 2, env: dict[str, str] | None = None,
-                 object_store_mb: int = 200):
+                 object_store_mb: int = 200, head_only: bool = False):
         # short path: Ray's Unix sockets live under it (107-byte limit)
         self.root = Path(tempfile.mkdtemp(prefix="arc", dir="/tmp"))
         self.head_dir = self.root / "h"
         self.worker_dir = self.root / "w"
         self.head_cpus, self.worker_cpus = head_cpus, worker_cpus
+        self.head_only = head_only  # one node (`ray start --head` alone): the cheapest real cluster
         # token auth as a real cluster runs it (Ray 2.60): one token, given to every node and driver
         import secrets
 
@@ -65,6 +66,9 @@ class LocalRayCluster:
                      "--include-dashboard=false", f"--object-store-memory={self.object_store}"])
         # Ray records the head's interface address (it rewrites 127.0.0.1, ray #59110)
         self.address = (self.head_dir / "ray_current_cluster").read_text().strip()
+        if self.head_only:
+            self.wait_nodes(1)
+            return self
         self._start([f"--address={self.address}", f"--num-cpus={self.worker_cpus}",
                      "--resources", json.dumps({"assay_worker": 1}), f"--temp-dir={self.worker_dir}",
                      f"--object-store-memory={self.object_store}"])

@@ -48,6 +48,20 @@ def _run_reduce_task(task: ReduceTask) -> Any:
     return task()
 
 
+CODE_ROOT = str(Path(__file__).resolve().parents[1])  # the folder holding pipeline/, synth/, ...
+
+
+def _code_env() -> dict[str, Any]:
+    """Ray's workers import this driver's code tree. Ray puts only the driver's script folder and
+    working directory on their ``sys.path``; a driver started elsewhere (the service's job worker:
+    ``python -m pipeline.service.worker`` in an empty folder) would leave them importing whatever
+    ``pipeline`` the environment has installed — another checkout, or none (``No module named
+    'synth'``). The code root goes first on their ``PYTHONPATH`` (a path that does not exist on a
+    node is skipped by Python; installed images keep their own copy)."""
+    parts = [CODE_ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != CODE_ROOT]
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join(parts)}}
+
+
 class RayExecutor(BaseExecutor):
     def __init__(self, address: str = "auto", progress: bool = True, num_cpus: int | None = None,
                  partitions: int | None = None):
@@ -62,7 +76,8 @@ class RayExecutor(BaseExecutor):
         if ray.is_initialized():
             return
         os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-        kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
+        kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True,
+                              "runtime_env": _code_env()}
         address = self.address if self.address and self.address != "auto" else os.environ.get("RAY_ADDRESS") or "auto"
         if address != "auto":
             _require_reachable(address, "--ray")
