@@ -84,7 +84,7 @@ snapshots = Table(
     Column("code_version", String(32)),
     Column("rows", BigInteger, nullable=False),
     Column("bytes", BigInteger, nullable=False),
-    Column("tokens", BigInteger, nullable=False),
+    Column("tokens", BigInteger, nullable=True),  # null: no output.tokenizer (manifest.md)
     Column("shards", Integer, nullable=False),
     Column("job_id", String(32)),
     Column("created_at", Float, nullable=False),
@@ -264,11 +264,13 @@ class Catalog:
                 c.execute(insert(snapshots).values(
                     id=sid, name=str(manifest.get("name", ""))[:200], folder=folder,
                     spec_hash=manifest["spec_hash"], code_version=manifest.get("code_version"),
-                    rows=t["rows"], bytes=t["bytes"], tokens=t.get("tokens", 0), shards=t["shards"],
+                    rows=t["rows"], bytes=t["bytes"], tokens=t.get("tokens"), shards=t["shards"],
                     job_id=job_id, created_at=time.time()))
                 for p in sorted({*(manifest.get("parents", []) or []), *(extra_parents or [])} - {sid}):
                     c.execute(insert(parents).values(child=sid, parent=str(p)))
         except IntegrityError:
+            if self.snapshot(sid) is None:  # not a duplicate id: a real error, never "stored once"
+                raise
             new = False
         else:
             new = True

@@ -56,7 +56,7 @@ class Snapshot(BaseModel):
     code_version: str | None = None
     rows: int
     bytes: int
-    tokens: int
+    tokens: int | None = None  # null when the spec has no output.tokenizer
     shards: int
     parents: list[str]
     job_id: str | None = None

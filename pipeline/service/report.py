@@ -23,6 +23,11 @@ import numpy as np
 
 
 @lru_cache(maxsize=1)
+def _count(n: Any) -> str:
+    """A count, or "n/a" where the manifest has none (tokens without an output.tokenizer)."""
+    return "n/a" if n is None else f"{int(n):,}"
+
+
 def plotly_js() -> str:
     import plotly
 
@@ -124,7 +129,7 @@ def render_report(folder: str | Path, lineage: dict[str, Any] | None = None,
     st = manifest.get("stats", {})
     shard_rows = "".join(
         f"<tr><td>{i}</td><td>{esc(Path(s['path']).name)}</td><td>{s['rows']:,}</td><td>{s['bytes']:,}</td>"
-        f"<td>{s.get('tokens', 0):,}</td><td>{esc(str(s.get('phase') or ''))}</td><td><code>{esc(s['sha256'][:16])}…</code></td></tr>"
+        f"<td>{_count(s.get('tokens'))}</td><td>{esc(str(s.get('phase') or ''))}</td><td><code>{esc(s['sha256'][:16])}…</code></td></tr>"
         for i, s in enumerate(manifest.get("shards", [])[:2000]))
     lin = lineage or {"parents": manifest.get("parents", []), "children": [], "job_id": None}
     parents = ", ".join(f"<code>{esc(p)}</code>" for p in lin.get("parents", [])) or "none"
@@ -145,7 +150,7 @@ window.addEventListener('error',function(e){{window.assayReport.errors.push(Stri
 <script>{plotly_js()}</script></head><body>
 <h1>Snapshot <code>{esc(manifest['snapshot_id'])}</code></h1>
 <p><b>{esc(str(manifest.get('name', '')))}</b> · assay {esc(str(manifest.get('code_version', '')))} ·
-{t['rows']:,} documents in {t['shards']} shard(s) · {t['bytes'] / 1e6:.2f} MB · ~{t.get('tokens', 0):,} tokens</p>
+{t['rows']:,} documents in {t['shards']} shard(s) · {t['bytes'] / 1e6:.2f} MB · {_count(t.get('tokens'))} tokens</p>
 <p>in {st.get('docs_in', 0):,} = kept {st.get('kept', 0):,} + dropped {st.get('dropped', 0):,} + quarantined {st.get('quarantined', 0):,}</p>
 <h2>Plots</h2>{divs}
 <h2>Shards</h2><table id="shards"><tr><th>#</th><th>file</th><th>rows</th><th>bytes</th><th>tokens</th><th>phase</th><th>sha256</th></tr>{shard_rows}</table>

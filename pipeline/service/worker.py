@@ -154,9 +154,18 @@ def main(argv: list[str] | None = None) -> int:
         log.info("job %s: attempt %d, %d shard(s), %d segment(s)%s", args.job_id, job["attempts"], n_shards,
                  len(segments), ", resuming from completion markers" if resumed else "")
 
+        seen: dict[int, int] = {}
+
+        def log_segments(prog: dict[str, Any]) -> None:
+            for s in prog["segments"]:
+                if seen.get(s["index"], 0) == s["shards_done"]:
+                    continue
+                seen[s["index"]] = s["shards_done"]
+                log.info("segment %d (%s): %d/%d shard(s) done", s["index"], ", ".join(s["stages"]) or "read",
+                         s["shards_done"], s["shards_total"])
+
         def monitor() -> None:
             last: str | None = None
-            seen: dict[int, int] = {}
             while not stop.wait(0.5):
                 try:
                     prog = read_progress(work, n_shards, segments)
@@ -165,12 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                     if blob != last:
                         catalog.update_job(args.job_id, progress=blob, heartbeat_at=now)
                         catalog.add_event(args.job_id, "progress", {k: v for k, v in prog.items() if k != "shards"})
-                        for s in prog["segments"]:
-                            if seen.get(s["index"], 0) == s["shards_done"]:
-                                continue
-                            seen[s["index"]] = s["shards_done"]
-                            log.info("segment %d (%s): %d/%d shard(s) done", s["index"], ", ".join(s["stages"]) or "read",
-                                     s["shards_done"], s["shards_total"])
+                        log_segments(prog)
                         last = blob
                     else:
                         catalog.update_job(args.job_id, heartbeat_at=now)
@@ -183,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
         t.join(5)
         final = read_progress(work, n_shards, segments)
+        log_segments(final)  # a job faster than the monitor's poll still logs every segment
         stats_path = work / "stats.json"
         stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
         folder = publish(root, work, manifest)

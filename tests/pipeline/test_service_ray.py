@@ -58,7 +58,9 @@ def test_serve_with_ray_gives_the_local_jobs_manifest(tmp_path: Path):
                 logs = httpx.get(srv.url + f"/v1/jobs/{ray_job}/logs", headers=auth(tok_ray)).text
                 assert j_ray["status"] == "succeeded", (j_ray, logs[-3000:],
                                                          (ray_root / "logs" / f"{ray_job}.log").read_text()[-3000:])
-                m_ray = httpx.get(srv.url + f"/v1/snapshots/{j_ray['snapshot_id']}", headers=auth(tok_ray)).json()
+                r = httpx.get(srv.url + f"/v1/snapshots/{j_ray['snapshot_id']}", headers=auth(tok_ray), timeout=60)
+                assert r.status_code == 200, r.text
+                m_ray = r.json()
             finally:
                 srv.stop()
             # the job's worker really was a driver on this cluster (not a silent local run)
@@ -66,7 +68,9 @@ def test_serve_with_ray_gives_the_local_jobs_manifest(tmp_path: Path):
         j_local = wait_job(lambda p, headers: httpx.get(local.url + p, headers=headers), local_job, auth(tok_local),
                            timeout=300)
         assert j_local["status"] == "succeeded", j_local
-        m_local = httpx.get(local.url + f"/v1/snapshots/{j_local['snapshot_id']}", headers=auth(tok_local)).json()
+        r = httpx.get(local.url + f"/v1/snapshots/{j_local['snapshot_id']}", headers=auth(tok_local), timeout=60)
+        assert r.status_code == 200, r.text
+        m_local = r.json()
     finally:
         local.stop()
 
