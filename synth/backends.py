@@ -99,6 +99,7 @@ class VLLMBackend(Backend):
         else:
             kw.update(gpu_memory_utilization=gpu_memory_utilization)
         self._vllm = vllm
+        _guard_llvmlite_for_vllm()
         self.llm = vllm.LLM(**kw)
         self.tokenizer = self.llm.get_tokenizer()
 
@@ -235,3 +236,31 @@ def release_engines() -> None:
         for b in _ENGINES.values():
             b.close()
         _ENGINES.clear()
+
+
+def _guard_llvmlite_for_vllm() -> None:
+    """Let vLLM's kernel-override scan walk past llvmlite's library wrapper.
+
+    At engine start vLLM 0.32 scans every loaded module and calls ``vars(v).get(...)`` on each
+    value that ``hasattr(v, "__dict__")``. llvmlite's ``_lib_wrapper`` (loaded once numba has
+    compiled anything in the process, e.g. the manifest's word counter or the MinHash kernels)
+    answers *every* attribute through ``__getattr__`` as a C-function lookup, so its
+    ``__dict__`` is a function wrapper and the scan fails with "'_lib_fn_wrapper' object has no
+    attribute 'get'". Dunder names are never llvmlite C symbols (those are ``LLVMPY_*``), so
+    refusing them restores the normal "no __dict__" answer of a ``__slots__`` class.
+    """
+    import sys
+
+    ffi = sys.modules.get("llvmlite.binding.ffi")
+    cls = getattr(ffi, "_lib_wrapper", None)
+    if cls is None or getattr(cls, "_assay_dunder_guard", False):
+        return
+    lookup = cls.__getattr__
+
+    def __getattr__(self: Any, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return lookup(self, name)
+
+    cls.__getattr__ = __getattr__
+    cls._assay_dunder_guard = True
