@@ -6,6 +6,7 @@ import pickle
 import random
 from collections import Counter
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -123,3 +124,87 @@ def test_lid_then_filter_on_mixed_real_text(lid, paragraphs, raw_docs):
     kept = set(out.column("text").to_pylist())
     assert sum(t in kept for t in texts[:100]) >= 90  # the raw corpus is English
     assert sum(t in kept for t in texts[100:]) <= 5  # the translations are not
+
+
+# --- the numba kernel against datatrove's FT176LID (real fastText) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def datatrove_lid():
+    """datatrove's LanguageFilter model, pointed at the same lid.176.ftz (it downloads otherwise)."""
+    dt_lid = pytest.importorskip("datatrove.utils.lid")
+    from fasttext.FastText import _FastText
+
+    model = dt_lid.FT176LID()
+    model._model = _FastText(default_model_path())
+    return model
+
+
+def _datatrove_predict(model, texts: list[str]) -> tuple[list[str], list[float]]:
+    from datatrove.data import Document
+
+    out = [model.predict(Document(text=t, id=str(i)))[0] for i, t in enumerate(texts)]
+    return [lang for lang, _ in out], [score for _, score in out]
+
+
+@pytest.fixture(scope="module")
+def parity_corpus(shared_data, paragraphs) -> list[str]:
+    """Whole pages (doc pages, licences, dictionaries, literature; 1,500 rows, ~25 MB) and 2,000
+    paragraphs in 23 languages."""
+    pages = read_jsonl_zst(shared_data / "pretrain_raw.jsonl.zst", limit=1500)
+    return [d["text"] for d in pages] + [p["text"] for p in paragraphs]
+
+
+def test_kernel_matches_datatrove_ft176_on_every_real_document(parity_corpus, datatrove_lid):
+    """100% of labels and bit-identical scores (tolerance 0: fastText's float32 order is kept)."""
+    ours = FastTextLidStage({"max_chars": None})
+    langs, scores = ours.predict(parity_corpus)
+    dt_langs, dt_scores = _datatrove_predict(datatrove_lid, parity_corpus)
+    assert len(set(dt_langs)) >= 20
+    diff = [(i, a, b) for i, (a, b) in enumerate(zip(langs, dt_langs, strict=True)) if a != b]
+    assert not diff, diff[:5]
+    # lang_score is clipped to 1.0 (hs log-probabilities carry a +1e-5 and can exceed it)
+    expected = np.minimum(np.array(dt_scores, np.float64), 1.0).astype(np.float32)
+    assert np.array_equal(scores, expected), np.abs(scores - expected).max()
+    # fastText's own C++ predict (impl=fasttext) gives the same too
+    ref_langs, ref_scores = FastTextLidStage({"max_chars": None, "impl": "fasttext"}).predict(
+        parity_corpus
+    )
+    assert ref_langs == langs and np.array_equal(ref_scores, scores)
+
+
+def test_kernel_matches_fasttext_on_truncation_and_tokenizer_edges():
+    """max_chars, fastText's separators (\\r \\t \\v \\f NUL), a literal ``</s>`` (fastText stops
+    reading there), ``__label__`` tokens (skipped), multi-byte n-grams, runs of one letter."""
+    page = "Le système d'exploitation Debian est libre. " * 50 + "\nThe rest is English. " * 40
+    texts = [
+        page,
+        "Grüße aus Köln\r\nund\tviele\vandere\fWörter\0hier",
+        "Ceci est en français </s> but this long tail is in English and ignored by fastText",
+        "__label__de __label__xx Das ist ein ganz normaler deutscher Satz.",
+        "日本語のテキストです。これは日本語の文章です。",
+        "Это русский текст о свободной операционной системе.",
+        "a" * 3000,
+        "__label__en",
+        " \t\r\n",
+    ]
+    for max_chars in (None, 40, 2200, 10_000):
+        kernel = FastTextLidStage({"max_chars": max_chars}).predict(texts)
+        ref = FastTextLidStage({"max_chars": max_chars, "impl": "fasttext"}).predict(texts)
+        assert kernel[0] == ref[0] and np.array_equal(kernel[1], ref[1]), max_chars
+    langs = FastTextLidStage({"max_chars": None}).predict(texts)[0]
+    assert langs[2] == "fr" and langs[3] == "de" and langs[7:] == ["und", "und"]
+    # the first 2,200 characters are French; the whole page leans English
+    assert FastTextLidStage({"max_chars": 2200}).predict([page])[0] == ["fr"]
+
+
+def test_kernel_reads_arrow_chunks_slices_and_nulls(lid, paragraphs):
+    texts = [p["text"] for p in paragraphs[:60]]
+    expected = lid.predict(texts)
+    chunked = pa.chunked_array([pa.array(texts[:25], pa.string()), pa.array(texts[25:])])
+    table = doc_table([None] * 60).set_column(1, "text", chunked)
+    out = lid.process(table, StageContext("lid"))
+    assert out.column("lang").to_pylist() == expected[0]
+    sliced = pa.array([None, *texts, ""], pa.large_string()).slice(1, 60)
+    got = lid._predict_column(sliced)
+    assert got[0] == expected[0] and np.array_equal(got[1], expected[1])
