@@ -129,3 +129,125 @@ def test_never_drops_and_counts_per_row(raw_docs):
     counts = out.column("pii.count").to_pylist()
     for before, after, n in zip(texts, out.column("text").to_pylist(), counts, strict=True):
         assert (before == after) == (n == 0)
+
+
+# --- the run pre-scan (numba) and the windowed passes against their references ----------------
+
+#: the runs each pattern's matches lie in, as plain regular expressions (the kernel's reference)
+_RUNS = [
+    (1, re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@\[\]:-]+"), lambda r: "@" in r),
+    (2, re.compile(r"[\d.]+"), lambda r: r.count(".") >= 3 and len(r) - r.count(".") >= 4),
+    (4, re.compile(r"[0-9A-Fa-f:]+"), lambda r: r.count(":") >= 2),
+    (8, re.compile(r"[\d .()+-]+"), lambda r: re.search(r"\+\d|\d{3}[ .-]\d{4}", r) is not None),
+]
+
+#: hand-made texts where runs touch, nest and use non-ASCII digits
+EDGE_TEXTS = [
+    "mail jane@192.168.1.20 or jane@[8.8.8.8] or x@8.8.4.4.example.org, ping 8.8.8.8",
+    "call +٣٣ ١٢٣٤ ٥٦٧٨ or ٥٥٥-١٢٣-٤٥٦٧ or （555） 123-4567; ip ١.٢.٣.٤ and 1.2.3.4",
+    "(555) 123-4567jane@example.org+1 512-346-8990 8.8.8.8:53 2001:4860:4860::8888",
+    "ünïcødé bob@exämple.org ök, émile@example.fr, 𝟙𝟚𝟛-4567, 123-４５６７ 9.9.9.9",
+    "a@b.c d@e.f 1.1.1.1.1 1.1.1.1 ::1 fe80::1 2606:4700:4700::1111 +49 30 1234 5678",
+    "icon@2x.png pkg@1.2.3 user@localhost root@127.0.0.1 x@y.zz 203.0.113.7-1 v1.2.3.4",
+    "",
+    "no pii at all, only words and 12 numbers 3.14",
+]
+
+
+def _reference_runs(text: str) -> list[tuple[int, int, int]]:
+    out = []
+    for kind, rx, ok in _RUNS:
+        out += [(kind, m.start(), m.end()) for m in rx.finditer(text) if ok(m.group())]
+    return sorted(out)
+
+
+def _reference_redact(stage: PiiRedactStage, text: str) -> tuple[str, int]:
+    """The patterns over the whole text, one after another (what pii.redact did before runs)."""
+    from pipeline.filters import pii
+
+    c = stage.config
+    stage._n = 0
+    if c.rules == "datatrove":
+        if c.emails:
+            text, k = pii.DT_EMAIL_RE.subn(c.email_placeholder, text)
+            stage._n += k
+        if c.ips:
+            text = pii.DT_IP_RE.sub(stage._dt_ip, text)
+        return text, stage._n
+    if c.emails and "@" in text:
+        text, k = pii.EMAIL_RE.subn(c.email_placeholder, text)
+        stage._n += k
+    if c.ips:
+        if "." in text:
+            text = pii.IPV4_RE.sub(stage._ip, text)
+        if "::" in text or text.count(":") >= 3:
+            text = pii.IPV6_RE.sub(stage._ip, text)
+    if c.phones:
+        text, k = pii.PHONE_RE.subn(c.phone_placeholder, text)
+        stage._n += k
+    return text, stage._n
+
+
+@pytest.fixture(scope="module")
+def pii_corpus(signed_texts, raw_docs) -> list[str]:
+    """300 signed changelogs and copyright files, 600 raw documents, the edge cases."""
+    return signed_texts + [d["text"] for d in raw_docs] + EDGE_TEXTS
+
+
+def test_runs_kernel_matches_its_regex_reference(pii_corpus):
+    from pipeline.filters.pii import _windows, scan_windows
+
+    total = 0
+    for t in pii_corpus:
+        got = sorted(map(tuple, _windows(t).tolist()))
+        assert got == _reference_runs(t), t[:80]
+        total += len(got)
+    assert total > 2000
+    col = pa.array([None, *pii_corpus[:50], None], pa.large_string()).slice(1, 50)
+    win, offsets = scan_windows(col)
+    for i, t in enumerate(pii_corpus[:50]):
+        assert sorted(map(tuple, win[offsets[i] : offsets[i + 1]].tolist())) == _reference_runs(t)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},
+        {"only_public_ips": False},
+        {"email_placeholder": "", "ip_placeholder": "1.2.3.4", "phone_placeholder": "555-123-4567"},
+        {"email_placeholder": "x", "ip_placeholder": "::", "phone_placeholder": "+1"},
+        {"rules": "datatrove"},
+        {"rules": "datatrove", "only_public_ips": False, "email_placeholder": "8.8.8.8"},
+    ],
+)
+def test_batch_output_equals_the_whole_text_passes(pii_corpus, config):
+    """Runs, moved or re-found runs and the batch pre-scan change nothing: the output is what
+    the patterns give over the whole text, for inert and for awkward placeholders."""
+    stage = PiiRedactStage(config)
+    out = stage.process(doc_table(pii_corpus), StageContext("pii"))
+    ref = [_reference_redact(PiiRedactStage(config), t) for t in pii_corpus]
+    texts = out.column("text").to_pylist()
+    bad = [i for i, (a, (b, _)) in enumerate(zip(texts, ref, strict=True)) if a != b]
+    assert not bad, [(pii_corpus[i][:60], texts[i][:60], ref[i][0][:60]) for i in bad[:3]]
+    assert out.column("pii.count").to_pylist() == [n for _, n in ref]
+    assert sum(n > 0 for _, n in ref) > 250
+
+
+def test_datatrove_rules_give_piiformatter_output_on_every_real_document(shared_data):
+    """rules="datatrove": 100% identical text to datatrove's PIIFormatter, on 1,000 raw documents
+    and 1,553 changelogs and copyright files (placeholders as single strings: datatrove cycles
+    through a tuple of them)."""
+    dt_pii = pytest.importorskip("datatrove.pipeline.formatters.pii")
+    texts = [d["text"] for d in read_jsonl_zst(shared_data / "pretrain_raw.jsonl.zst", limit=1000)]
+    texts += [d["text"] for d in read_jsonl_zst(shared_data / "neardup_changelog.jsonl.zst")]
+    texts += [d["text"] for d in read_jsonl_zst(shared_data / "neardup_copyright.jsonl.zst")]
+    for public in (True, False):
+        dt = dt_pii.PIIFormatter(
+            only_remove_public_ips=public, email_replacement="<EMAIL>", ip_replacement="<IP>"
+        )
+        expected = [dt.format(t) for t in texts]
+        stage = PiiRedactStage({"rules": "datatrove", "only_public_ips": public})
+        got = stage.process(doc_table(texts), StageContext("pii")).column("text").to_pylist()
+        bad = [i for i, (a, b) in enumerate(zip(got, expected, strict=True)) if a != b]
+        assert not bad, bad[:5]
+        assert sum(a != b for a, b in zip(texts, expected, strict=True)) > 1500
