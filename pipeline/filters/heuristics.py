@@ -220,8 +220,14 @@ class _ChunkStats:
 _chunk_stats = _ChunkStats()
 
 
+def _stop_words(cfg: GopherQualityConfig) -> tuple[str, ...]:
+    return tuple(sorted(set(_GOPHER_STOP_WORDS if cfg.stop_words is None else cfg.stop_words)))
+
+
 def gopher_quality_fast(text: str, cfg: GopherQualityConfig) -> Verdict:
-    """datatrove's ``GopherQualityFilter.filter`` rules, in its order, from cached chunk stats."""
+    """datatrove's ``GopherQualityFilter.filter`` on one text, word statistics from the Python
+    splitter's chunk cache (the batch path, :meth:`GopherQualityStage.keep`, uses the numba
+    kernels and falls back to this for texts with characters outside the BMP)."""
     counts = Counter(text.split())
     stats = _chunk_stats.get(counts)
     n_words = n_nonsym = len_nonsym = n_alpha = 0
@@ -231,7 +237,27 @@ def gopher_quality_fast(text: str, cfg: GopherQualityConfig) -> Verdict:
         n_nonsym += b * k
         len_nonsym += ln * k
         n_alpha += d * k
+    n_stop = 0
+    if cfg.min_stop_words:
+        tokens = english_splitter().chunk_tokens(counts)
+        n_stop = len(
+            set(_stop_words(cfg)).intersection(chain.from_iterable(tokens[c] for c in counts))
+        )
+    return gopher_quality_rules(text, n_words, n_nonsym, len_nonsym, n_alpha, n_stop, cfg)
 
+
+def gopher_quality_rules(
+    text: str,
+    n_words: int,
+    n_nonsym: int,
+    len_nonsym: int,
+    n_alpha: int,
+    n_stop: int,
+    cfg: GopherQualityConfig,
+) -> Verdict:
+    """datatrove's ``GopherQualityFilter.filter`` rules, in its order, given the word counts:
+    all words, non-symbol words and their characters, words with a letter, distinct stop
+    words present."""
     if cfg.min_doc_words and n_nonsym < cfg.min_doc_words:
         return "gopher_short_doc"
     if cfg.max_doc_words and n_nonsym > cfg.max_doc_words:
@@ -251,140 +277,74 @@ def gopher_quality_fast(text: str, cfg: GopherQualityConfig) -> Verdict:
         and (text.count("...") + text.count("…")) / n_words > cfg.max_symbol_word_ratio
     ):
         return "gopher_too_many_ellipsis"
-    lines = text.splitlines()
-    if (
-        cfg.max_bullet_lines_ratio
-        and sum(1 for s in lines if s.lstrip().startswith(("•", "-"))) / len(lines)
-        > cfg.max_bullet_lines_ratio
-    ):
-        return "gopher_too_many_bullets"
-    if (
-        cfg.max_ellipsis_lines_ratio
-        and sum(1 for s in lines if s.rstrip().endswith(("...", "…"))) / len(lines)
-        > cfg.max_ellipsis_lines_ratio
-    ):
-        return "gopher_too_many_end_ellipsis"
+    if cfg.max_bullet_lines_ratio or cfg.max_ellipsis_lines_ratio:
+        lines = text.splitlines()
+        if (
+            cfg.max_bullet_lines_ratio
+            and sum(1 for s in lines if s.lstrip().startswith(("•", "-"))) / len(lines)
+            > cfg.max_bullet_lines_ratio
+        ):
+            return "gopher_too_many_bullets"
+        if (
+            cfg.max_ellipsis_lines_ratio
+            and sum(1 for s in lines if s.rstrip().endswith(("...", "…"))) / len(lines)
+            > cfg.max_ellipsis_lines_ratio
+        ):
+            return "gopher_too_many_end_ellipsis"
     if cfg.max_non_alpha_words_ratio and n_alpha / n_words < cfg.max_non_alpha_words_ratio:
         return "gopher_below_alpha_threshold"
-    if cfg.min_stop_words:
-        stop = set(_GOPHER_STOP_WORDS if cfg.stop_words is None else cfg.stop_words)
-        tokens = english_splitter().chunk_tokens(counts)
-        present = stop.intersection(chain.from_iterable(tokens[c] for c in counts))
-        if len(present) < cfg.min_stop_words:
-            return "gopher_enough_stop_words"
+    if cfg.min_stop_words and n_stop < cfg.min_stop_words:
+        return "gopher_enough_stop_words"
     return None
+
+
+@lru_cache(maxsize=1)
+def _char_tables() -> tuple[np.ndarray, np.ndarray]:
+    """(in datatrove's punctuation set, ``str.isalpha``) for every BMP code point."""
+    punct = np.zeros(0x10000, dtype=np.uint8)
+    for ch in _constants()["punctuation_set"]:
+        if ord(ch) < 0x10000:
+            punct[ord(ch)] = 1
+    alpha = np.frombuffer(bytes(chr(i).isalpha() for i in range(0x10000)), dtype=np.uint8).copy()
+    return punct, alpha
+
+
+def gopher_quality_batch(col: Any, cfg: GopherQualityConfig) -> list[Verdict]:
+    """:func:`gopher_quality_fast` on every row of an Arrow string column, words split and
+    counted by the numba kernels (:func:`pipeline.filters.words.batch_tokens`)."""
+    from pipeline.filters import _wordkernels as k
+    from pipeline.filters.words import batch_tokens
+
+    texts = [t or "" for t in col.to_pylist()]
+    stops = _stop_words(cfg)
+    if len(stops) > 62:
+        return [gopher_quality_fast(t, cfg) for t in texts]
+    bt = batch_tokens(col)
+    punct, alpha = _char_tables()
+    stats = k.quality_stats(
+        bt.data, bt.tok_s, bt.tok_e, bt.doc_tok, punct, alpha, *k.packed(stops)
+    ).tolist()
+    out: list[Verdict] = []
+    for text, (n_words, n_nonsym, len_nonsym, n_alpha, mask, astral) in zip(
+        texts, stats, strict=True
+    ):
+        if astral:
+            out.append(gopher_quality_fast(text, cfg))
+        else:
+            out.append(
+                gopher_quality_rules(
+                    text, n_words, n_nonsym, len_nonsym, n_alpha, mask.bit_count(), cfg
+                )
+            )
+    return out
 
 
 _PARAGRAPH_SPLIT = re.compile(r"\n{2,}")
 _LINE_SPLIT = re.compile("\n+")
-# Odd 64-bit multipliers for n-gram hashing; fixed, so results never depend on the run.
-_HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
-_MIX_MUL = np.uint64(0xBF58476D1CE4E5B9)
 
 
-def _word_hashes(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(64-bit hash per word, word lengths).
-
-    Python's string hash (cached on each str object, and the splitter hands out the same
-    objects for the same words) is mixed through a multiply-xorshift, so equal words get equal
-    values and distinct n-grams collide with probability ~2⁻⁶⁴.
-    """
-    h = np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
-    h = h * _MIX_MUL
-    h ^= h >> np.uint64(29)
-    lens = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-    return h, lens
-
-
-def _ngram_hashes(h1: np.ndarray, n: int) -> np.ndarray:
-    m = len(h1) - n + 1
-    if m <= 0:
-        return np.empty(0, dtype=np.uint64)
-    h = h1[:m].copy()
-    for k in range(1, n):
-        h *= _HASH_MUL
-        h += h1[k : k + m]
-    return h
-
-
-def _top_ngram_chars(h: np.ndarray, cum_len: np.ndarray, n: int) -> int:
-    """datatrove ``find_top_duplicate``: characters of the most frequent n-gram × its count.
-
-    Ties go to the n-gram seen first (``Counter.most_common(1)``); an n-gram's characters are
-    its words joined by single spaces.
-    """
-    s = np.sort(h)
-    edges = np.flatnonzero(np.diff(s)) + 1
-    bounds = np.concatenate(([0], edges, [len(s)]))
-    counts = np.diff(bounds)
-    top = int(counts.max())
-    if top == 1:
-        pos = 0
-    else:
-        tied = s[bounds[:-1][counts == top]]
-        pos = int(np.argmax(np.isin(h, tied)))
-    chars = int(cum_len[pos + n] - cum_len[pos]) + n - 1
-    return chars * top
-
-
-def _repeat_cover_chars(h1: np.ndarray, lens: np.ndarray, n: int) -> int:
-    """Characters of the words covered by any repeated (not first) occurrence of an n-gram.
-
-    An upper bound of datatrove's ``find_all_duplicate(words, n)``, which counts a subset of
-    those occurrences, non-overlapping; and non-increasing in n.
-    """
-    h = _ngram_hashes(h1, n)
-    m = len(h)
-    if m <= 1:
-        return 0
-    order = np.argsort(h)
-    hs = h[order]
-    run_start = np.empty(m, dtype=bool)
-    run_start[0] = True
-    np.not_equal(hs[1:], hs[:-1], out=run_start[1:])
-    if run_start.all():
-        return 0
-    first = np.minimum.reduceat(order, np.flatnonzero(run_start))  # first occurrence of each
-    repeated = np.ones(m, dtype=bool)
-    repeated[first] = False
-    starts = np.flatnonzero(repeated)  # distinct positions: plain fancy-index updates are safe
-    cover = np.zeros(len(lens) + 1, dtype=np.int64)
-    cover[starts] += 1
-    cover[starts + n] -= 1
-    return int(lens[np.cumsum(cover[:-1]) > 0].sum())
-
-
-def _all_dup_chars_exceeds(
-    h1: np.ndarray, lens: np.ndarray, cum_len: np.ndarray, n: int, limit: float
-) -> bool:
-    """datatrove ``find_all_duplicate(words, n) > limit``.
-
-    datatrove walks the words once: an n-gram seen before counts its characters and jumps n
-    words ahead, otherwise it is remembered and the walk moves one word. That walk is serial;
-    it only runs when the cheap upper bound :func:`_repeat_cover_chars` exceeds ``limit``.
-    """
-    if _repeat_cover_chars(h1, lens, n) <= limit:
-        return False
-    h = _ngram_hashes(h1, n)
-    m = len(h)
-    seen: set[int] = set()
-    hl = h.tolist()
-    cl = cum_len.tolist()
-    rep = 0
-    idx = 0
-    while idx < m:
-        x = hl[idx]
-        if x in seen:
-            rep += cl[idx + n] - cl[idx]
-            idx += n
-        else:
-            seen.add(x)
-            idx += 1
-    return rep > limit
-
-
-def gopher_repetition_fast(text: str, cfg: GopherRepetitionConfig) -> Verdict:
-    """datatrove's ``GopherRepetitionFilter.filter`` rules, in its order."""
+def _repetition_lines(text: str, cfg: GopherRepetitionConfig) -> Verdict | bool:
+    """datatrove's paragraph and line rules: a drop reason, or True when the words decide."""
     if not text:
         return "empty"
     n_chars = len(text)
@@ -400,30 +360,55 @@ def gopher_repetition_fast(text: str, cfg: GopherRepetitionConfig) -> Verdict:
         return "dup_line_frac"
     if cfg.dup_line_char_frac and dup_chars / n_chars > cfg.dup_line_char_frac:
         return "dup_line_char_frac"
+    return True
 
-    words = english_splitter().words(text)
-    if not words:
-        return None
-    h1, lens = _word_hashes(words)
-    cum_len = np.concatenate(([0], np.cumsum(lens)))
-    for n, frac in cfg.top_n_grams:
-        h = _ngram_hashes(h1, n)
-        if len(h) == 0:
+
+def gopher_repetition_batch(col: Any, cfg: GopherRepetitionConfig) -> list[Verdict]:
+    """datatrove's ``GopherRepetitionFilter.filter`` on every row of an Arrow string column.
+
+    Lines and paragraphs are compared in Python (sets of ``str``); the n-gram rules run in one
+    numba kernel over the words of the rows that get that far: 64-bit word hashes, the top
+    2–4-gram ("words joined by spaces", first seen among ties, as ``Counter.most_common``) and
+    datatrove's serial duplicated 5–10-gram walk, whose n-grams are the words joined by
+    *nothing* (so "ab c" and "a bc" are the same 2-gram there): hashed as byte strings.
+    """
+    from pipeline.filters import _wordkernels as k
+    from pipeline.filters.words import batch_tokens
+
+    texts = [t or "" for t in col.to_pylist()]
+    out: list[Verdict] = []
+    need: list[int] = []
+    for i, text in enumerate(texts):
+        r = _repetition_lines(text, cfg)
+        if r is True:
+            need.append(i)
+            out.append(None)
+        else:
+            out.append(r)  # type: ignore[arg-type]
+    if not need:
+        return out
+    bt = batch_tokens(col, need)
+    top_n = np.array([n for n, _ in cfg.top_n_grams], dtype=np.int64)
+    top_f = np.array([f for _, f in cfg.top_n_grams], dtype=np.float64)
+    dup_n = np.array([n for n, _ in cfg.dup_n_grams], dtype=np.int64)
+    dup_f = np.array([f for _, f in cfg.dup_n_grams], dtype=np.float64)
+    n_chars = np.array([len(texts[i]) for i in need], dtype=np.int64)
+    codes = k.repetition(
+        bt.data, bt.tok_s, bt.tok_e, bt.doc_tok, n_chars, top_n, top_f, dup_n, dup_f
+    )
+    for i, code in zip(need, codes.tolist(), strict=True):
+        if code == 0:
             continue
-        if _top_ngram_chars(h, cum_len, n) / n_chars > frac:
-            return f"top_{n}_gram"
-    dup_n_grams = sorted(cfg.dup_n_grams)
-    if (
-        dup_n_grams
-        and _repeat_cover_chars(h1, lens, dup_n_grams[0][0])
-        <= min(f for _, f in dup_n_grams) * n_chars
-    ):
-        # characters under repeated n-grams can only shrink as n grows: nothing can fail
-        return None
-    for n, frac in cfg.dup_n_grams:
-        if _all_dup_chars_exceeds(h1, lens, cum_len, n, frac * n_chars):
-            return f"duplicated_{n}_n_grams"
-    return None
+        if code < 100:
+            out[i] = f"top_{int(top_n[code - 1])}_gram"
+        else:
+            out[i] = f"duplicated_{int(dup_n[code - 100])}_n_grams"
+    return out
+
+
+def gopher_repetition_fast(text: str, cfg: GopherRepetitionConfig) -> Verdict:
+    """:func:`gopher_repetition_batch` on one text."""
+    return gopher_repetition_batch(pa.array([text], pa.large_string()), cfg)[0]
 
 
 _CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
@@ -641,8 +626,15 @@ class _HeuristicFilter(_HeuristicMixin, FilterStage):
     def _fast(self, text: str) -> Verdict:
         raise NotImplementedError
 
+    def _fast_batch(self, col: Any) -> list[Verdict]:
+        return [self._fast(t or "") for t in col.to_pylist()]
+
     def keep(self, table: pa.Table) -> tuple[np.ndarray, list[str | None]]:
-        reasons = [self.judge(t or "") for t in table.column(schema.TEXT).to_pylist()]
+        col = table.column(schema.TEXT)
+        if self.config.impl == "datatrove":
+            reasons = [self.judge(t or "") for t in col.to_pylist()]
+        else:
+            reasons = self._fast_batch(col)
         return np.array([r is None for r in reasons], dtype=bool), reasons
 
 
@@ -663,7 +655,10 @@ class GopherQualityStage(_HeuristicFilter):
     config: GopherQualityConfig
 
     def _fast(self, text: str) -> Verdict:
-        return gopher_quality_fast(text, self.config)
+        return gopher_quality_batch(pa.array([text], pa.large_string()), self.config)[0]
+
+    def _fast_batch(self, col: Any) -> list[Verdict]:
+        return gopher_quality_batch(col, self.config)
 
 
 @register
@@ -681,6 +676,9 @@ class GopherRepetitionStage(_HeuristicFilter):
 
     def _fast(self, text: str) -> Verdict:
         return gopher_repetition_fast(text, self.config)
+
+    def _fast_batch(self, col: Any) -> list[Verdict]:
+        return gopher_repetition_batch(col, self.config)
 
 
 @register

@@ -242,6 +242,143 @@ def split_words(text: str) -> list[str]:
     return english_splitter().words(text)
 
 
+class BatchTokens:
+    """The words of a batch of texts as byte spans into the batch's UTF-8 buffer.
+
+    ``tok_s[doc_tok[i]:doc_tok[i + 1]]`` / ``tok_e[...]`` are the start/end byte offsets, in
+    ``data``, of the words of the i-th selected document ``docs[i]`` — the same words, in the
+    same order, as :func:`split_words` gives (tested).
+    """
+
+    __slots__ = ("data", "offsets", "docs", "tok_s", "tok_e", "doc_tok", "fallback_chunks")
+
+    def __init__(
+        self,
+        data: Any,
+        offsets: Any,
+        docs: Any,
+        tok_s: Any,
+        tok_e: Any,
+        doc_tok: Any,
+        fallback_chunks: int,
+    ):
+        self.data = data
+        self.offsets = offsets
+        self.docs = docs
+        self.tok_s = tok_s
+        self.tok_e = tok_e
+        self.doc_tok = doc_tok
+        self.fallback_chunks = fallback_chunks
+
+    def words(self, i: int) -> list[str]:
+        """The words of the i-th selected document, as strings (for tests and debugging)."""
+        raw = self.data
+        return [
+            bytes(raw[a:b]).decode("utf-8")
+            for a, b in zip(
+                self.tok_s[self.doc_tok[i] : self.doc_tok[i + 1]].tolist(),
+                self.tok_e[self.doc_tok[i] : self.doc_tok[i + 1]].tolist(),
+                strict=True,
+            )
+        ]
+
+
+def utf8_buffers(col: Any) -> tuple[Any, Any]:
+    """(UTF-8 bytes, int64 offsets) of an Arrow string column (nulls read as "")."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if col.null_count:
+        col = pc.fill_null(col, "")
+    if col.type != pa.large_string():
+        col = col.cast(pa.large_string())
+    _, offs_buf, data_buf = col.buffers()
+    offsets = np.frombuffer(offs_buf, dtype=np.int64)[col.offset : col.offset + len(col) + 1]
+    data = (
+        np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(1, np.uint8)
+    )
+    return data, offsets
+
+
+class _Kernels:
+    """Tables for the numba splitter, built once per process from the vendored rules."""
+
+    def __init__(self, splitter: EnglishWordSplitter):
+        import numpy as np
+
+        from pipeline.filters import _wordkernels as k
+
+        self.k = k
+        self.ct = k.char_table()
+        specials = tuple(splitter.specials)
+        longest = max(len(x.encode()) for x in specials)
+        self.special = np.concatenate(
+            ([np.uint64(longest) << np.uint64(32)], np.unique(k.hash_strings(*k.packed(specials))))
+        ).astype(np.uint64)
+        pairs = sorted({p[:2] for p in splitter._merge})
+        h = k.hash_strings(*k.packed(tuple(x for p in pairs for x in p)))
+        self.merge_pairs = np.unique(
+            np.array([k.pair_hash(h[2 * i], h[2 * i + 1]) for i in range(len(pairs))], np.uint64)
+        )
+        self.units = k.packed(k.UNITS)
+        self.currencies = k.packed(k.CURRENCIES)
+        #: chunk bytes -> byte lengths of its words, for the chunks the kernel hands back
+        self.fallback: dict[bytes, tuple[int, ...]] = {}
+
+
+@lru_cache(maxsize=1)
+def _kernels() -> _Kernels:
+    return _Kernels(english_splitter())
+
+
+def batch_tokens(col: Any, docs: Any = None) -> BatchTokens:
+    """spaCy-English words of the rows ``docs`` (default: all) of an Arrow string column.
+
+    The numba kernel splits printable-ASCII chunks itself and hands every other chunk (and
+    any it cannot decide exactly) to :class:`EnglishWordSplitter`, whose results are cached.
+    """
+    import numpy as np
+
+    data, offsets = utf8_buffers(col)
+    if docs is None:
+        docs = np.arange(len(offsets) - 1, dtype=np.int64)
+    else:
+        docs = np.asarray(docs, dtype=np.int64)
+    kn = _kernels()
+    k = kn.k
+    tok_s, tok_e, flag, doc_tok = k.split_ascii(
+        data, offsets, docs, kn.ct, kn.special, kn.merge_pairs, *kn.units, *kn.currencies
+    )
+    fb = np.flatnonzero(flag)
+    if len(fb) == 0:
+        return BatchTokens(data, offsets, docs, tok_s, tok_e, doc_tok, 0)
+    cache = kn.fallback
+    splitter = english_splitter()
+    lens: list[int] = []
+    counts: list[int] = []
+    raw = data.tobytes() if len(fb) > 64 else None
+    for a, b in zip(tok_s[fb].tolist(), tok_e[fb].tolist(), strict=True):
+        chunk = raw[a:b] if raw is not None else bytes(data[a:b])
+        got = cache.get(chunk)
+        if got is None:
+            text = chunk.decode("utf-8")
+            got = tuple(len(t.encode("utf-8")) for t in splitter.split_chunk(text))
+            if len(cache) >= MAX_CACHE:
+                evict_oldest(cache, 1)
+            cache[chunk] = got
+        lens.extend(got)
+        counts.append(len(got))
+    fb_off = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=fb_off[1:])
+    out_s, out_e, out_doc = k.expand(
+        tok_s, tok_e, flag, doc_tok, np.asarray(lens, dtype=np.int64), fb_off
+    )
+    return BatchTokens(data, offsets, docs, out_s, out_e, out_doc, len(fb))
+
+
 def export_spacy_rules(path: Path = RULES_PATH) -> None:
     """Write spaCy's English tokenizer rules (the installed version) to ``path``."""
     import spacy

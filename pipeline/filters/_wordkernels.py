@@ -1,0 +1,776 @@
+"""numba kernels behind :mod:`pipeline.filters.words`' batch splitter and the Gopher rules.
+
+Imports numba at import time: import it lazily (``pipeline.filters.words.BatchWords`` does).
+
+``split_ascii`` walks the UTF-8 buffer of an Arrow string column, cuts it into ``str.split()``
+chunks and runs spaCy's English tokenizer algorithm (the same loop as
+``EnglishWordSplitter.split_chunk``) on every chunk that is printable ASCII, with the ASCII
+part of spaCy's prefix/suffix/infix rules written out below (``tests/pipeline/
+test_filters_words.py`` checks them against the regexes on every distinct chunk of real text
+and on exhaustive short strings). It does not decide anything it cannot decide exactly: a chunk
+with a non-ASCII or control byte, a string that might be a special case (its 64-bit hash is in
+``special``), a core with a ``.`` (spaCy's URL and dot-infix rules), or tokens that might start a
+special-case re-merge (``merge_pairs``) are handed back as one *fallback* token, which Python
+splits with the reference splitter and its cache.
+
+Token identity: FNV-1a 64 over the token's bytes, mixed (splitmix64 finaliser).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline import _wordcount  # noqa: F401  (sets NUMBA_CACHE_DIR before numba loads)
+
+import numba as nb  # noqa: E402
+
+_FNV_OFF = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+# character classes of printable ASCII (0x21-0x7E), as bit flags in one table
+C_ALPHA = 1  # [A-Za-z]
+C_DIGIT = 2
+C_UPPER = 4
+C_PREFIX1 = 8  # one-character prefixes: !"#$%&'()*+,:;<=>?[]_`{}  (+ only before a non-digit)
+C_SUFFIX1 = 16  # one-character suffixes, unconditional: !"#&'()*,:;<>?[]_`{}
+C_DOT_LB = 32  # what may precede a final "." for spaCy to split it off
+C_INFIX_COLON = 64  # [:<>=/] infix between alnum and alpha
+C_QUOTE = 128  # the ASCII quotes of spaCy's dot infix: " ' , `
+
+_PREFIX1 = "!\"#$%&'()*+,:;<=>?[]_`{}"
+_SUFFIX1 = "!\"#&'()*,:;<>?[]_`{}"
+_DOT_LB = "!\"#%&'()*+,-0123456789:;<>?[]_`abcdefghijklmnopqrstuvwxyz{|}"
+
+#: ASCII units spaCy splits off after a digit ("10km" -> "10", "km"), in its order.
+UNITS = (
+    "km", "m", "dm", "cm", "mm", "ha", "nm", "yd", "in", "ft", "kg", "g", "mg", "t", "lb", "oz",
+    "m/s", "km/h", "kmh", "mph", "hPa", "Pa", "mbar", "mb", "MB", "kb", "KB", "gb", "GB", "tb",
+    "TB", "T", "G", "M", "K", "%",
+)  # fmt: skip
+#: currencies after a digit (ASCII ones)
+CURRENCIES = ("$", "US$", "C$", "A$")
+
+
+def char_table() -> np.ndarray:
+    t = np.zeros(256, dtype=np.uint8)  # bytes >= 0x80 have no class
+    for i in range(128):
+        c = chr(i)
+        f = 0
+        if c.isascii() and c.isalpha():
+            f |= C_ALPHA
+        if c.isdigit():
+            f |= C_DIGIT
+        if "A" <= c <= "Z":
+            f |= C_UPPER
+        if c in _PREFIX1:
+            f |= C_PREFIX1
+        if c in _SUFFIX1:
+            f |= C_SUFFIX1
+        if c in _DOT_LB:
+            f |= C_DOT_LB
+        if c in ":<>=/":
+            f |= C_INFIX_COLON
+        if c in "\"',`":
+            f |= C_QUOTE
+        t[i] = f
+    return t
+
+
+def packed(strings: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes, offsets) of ``strings`` for the kernels."""
+    bs = [s.encode() for s in strings]
+    offs = np.zeros(len(bs) + 1, dtype=np.int64)
+    offs[1:] = np.cumsum([len(b) for b in bs])
+    return np.frombuffer(b"".join(bs), dtype=np.uint8).copy(), offs
+
+
+@nb.njit(cache=True, inline="always")
+def _mix(h):  # type: ignore[no-untyped-def]
+    h ^= h >> np.uint64(30)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(31)
+    return h
+
+
+@nb.njit(cache=True)
+def hash_bytes(data, a, b):  # type: ignore[no-untyped-def]
+    h = _FNV_OFF
+    for i in range(a, b):
+        h ^= np.uint64(data[i])
+        h *= _FNV_PRIME
+    return _mix(h)
+
+
+@nb.njit(cache=True, inline="always")
+def pair_hash(h1, h2):  # type: ignore[no-untyped-def]
+    return _mix(h1 * np.uint64(0x9E3779B97F4A7C15) + h2)
+
+
+@nb.njit(cache=True)
+def hash_strings(data, offs):  # type: ignore[no-untyped-def]
+    out = np.empty(offs.shape[0] - 1, dtype=np.uint64)
+    for i in range(out.shape[0]):
+        out[i] = hash_bytes(data, offs[i], offs[i + 1])
+    return out
+
+
+@nb.njit(cache=True, inline="always")
+def _in_sorted(arr, h):  # type: ignore[no-untyped-def]
+    lo = 0
+    hi = arr.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if arr[mid] < h:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < arr.shape[0] and arr[lo] == h
+
+
+@nb.njit(cache=True, inline="always")
+def _is_special(data, a, b, special):  # type: ignore[no-untyped-def]
+    """Might data[a:b] be a special case? ``special[0] >> 32`` is the longest key's length in
+    bytes, the rest are the keys' sorted hashes."""
+    if b - a > np.int64(special[0] >> np.uint64(32)):
+        return False
+    return _in_sorted(special[1:], hash_bytes(data, a, b))
+
+
+@nb.njit(cache=True)
+def _ends_with(data, a, b, ub, uo, k):  # type: ignore[no-untyped-def]
+    n = uo[k + 1] - uo[k]
+    if b - a < n:
+        return False
+    for j in range(n):
+        if data[b - n + j] != ub[uo[k] + j]:
+            return False
+    return True
+
+
+@nb.njit(cache=True)
+def _find_prefix(data, a, b, ct):  # type: ignore[no-untyped-def]
+    c = data[a]
+    if c == 0x2E:  # "..+"
+        j = a
+        while j < b and data[j] == 0x2E:
+            j += 1
+        return j - a if j - a >= 2 else 0
+    if c == 0x2B:  # "+" not before a digit
+        if a + 1 < b and (ct[data[a + 1]] & C_DIGIT):
+            return 0
+        return 1
+    if ct[c] & C_PREFIX1:
+        return 1
+    if c == 0x55 and b - a >= 3 and data[a + 1] == 0x53 and data[a + 2] == 0x24:  # US$
+        return 3
+    if (c == 0x43 or c == 0x41) and b - a >= 2 and data[a + 1] == 0x24:  # C$ A$
+        return 2
+    return 0
+
+
+@nb.njit(cache=True)
+def _find_suffix(data, a, b, ct, ub, uo, cb, co):  # type: ignore[no-untyped-def]
+    """Length of spaCy's suffix match of data[a:b] (leftmost start among rules ending at b)."""
+    if b <= a:
+        return 0
+    last = data[b - 1]
+    if last == 0x2E:
+        j = b
+        while j > a and data[j - 1] == 0x2E:
+            j -= 1
+        r = b - j
+        if r >= 2:
+            return r
+        if b - 2 >= a and (ct[data[b - 2]] & C_DOT_LB):
+            return 1
+        if b - 3 >= a and (ct[data[b - 2]] & C_UPPER) and (ct[data[b - 3]] & C_UPPER):
+            return 1
+        return 0
+    best = b
+    # units (at most 4 characters) and currencies (3) need a digit before them
+    digit = False
+    for i in range(max(a, b - 5), b - 1):
+        if ct[data[i]] & C_DIGIT:
+            digit = True
+    for k in range(uo.shape[0] - 1 if digit else 0):
+        n = uo[k + 1] - uo[k]
+        p = b - n
+        if (
+            p < best
+            and p - 1 >= a
+            and _ends_with(data, a, b, ub, uo, k)
+            and (ct[data[p - 1]] & C_DIGIT)
+        ):
+            best = p
+    for k in range(co.shape[0] - 1 if digit else 0):
+        n = co[k + 1] - co[k]
+        p = b - n
+        if (
+            p < best
+            and p - 1 >= a
+            and _ends_with(data, a, b, cb, co, k)
+            and (ct[data[p - 1]] & C_DIGIT)
+        ):
+            best = p
+    if last == 0x2B and b - 2 >= a and (ct[data[b - 2]] & C_DIGIT):  # (?<=[0-9])\+
+        if b - 1 < best:
+            best = b - 1
+    if (last == 0x73 or last == 0x53) and b - 2 >= a and data[b - 2] == 0x27:  # 's 'S
+        if b - 2 < best:
+            best = b - 2
+    if ct[last] & C_SUFFIX1:
+        if b - 1 < best:
+            best = b - 1
+    return b - best
+
+
+@nb.njit(cache=True)
+def _infix_split(data, a, b, ct, out_s, out_e, n):  # type: ignore[no-untyped-def]
+    """spaCy's infix split of data[a:b], tokens appended at out[n:]; new n."""
+    start = a
+    p = a
+    while p < b:
+        c = data[p]
+        e = -1
+        if c == 0x2E and p + 1 < b and data[p + 1] == 0x2E:  # \.\.+ (ignored at the start)
+            e = p + 2
+            while e < b and data[e] == 0x2E:
+                e += 1
+            if p == a:
+                p = e
+                continue
+        elif c == 0x2E:  # (?<=[a-z"',`])\.(?=[A-Z"',`])
+            if (
+                p > a
+                and p + 1 < b
+                and (ct[data[p - 1]] & C_QUOTE or 0x61 <= data[p - 1] <= 0x7A)
+                and (ct[data[p + 1]] & C_QUOTE or 0x41 <= data[p + 1] <= 0x5A)
+            ):
+                e = p + 1
+        elif p > a:
+            prev = ct[data[p - 1]]
+            nxt = ct[data[p + 1]] if p + 1 < b else 0
+            if (
+                (c == 0x2B or c == 0x2D or c == 0x2A or c == 0x5E)
+                and (prev & C_DIGIT)
+                and ((nxt & C_DIGIT) or (p + 1 < b and data[p + 1] == 0x2D))
+            ):
+                e = p + 1
+            elif c == 0x2C and (prev & C_ALPHA) and (nxt & C_ALPHA):
+                e = p + 1
+            elif (c == 0x2D or c == 0x7E) and (prev & (C_ALPHA | C_DIGIT)):
+                if nxt & C_ALPHA:
+                    e = p + 1
+                elif c == 0x2D:
+                    if p + 2 < b and data[p + 1] == 0x2D and (ct[data[p + 2]] & C_ALPHA):
+                        e = p + 2
+                    elif (
+                        p + 3 < b
+                        and data[p + 1] == 0x2D
+                        and data[p + 2] == 0x2D
+                        and (ct[data[p + 3]] & C_ALPHA)
+                    ):
+                        e = p + 3
+            elif (ct[c] & C_INFIX_COLON) and (prev & (C_ALPHA | C_DIGIT)) and (nxt & C_ALPHA):
+                e = p + 1
+        if e < 0:
+            p += 1
+            continue
+        if p != start:
+            out_s[n] = start
+            out_e[n] = p
+            n += 1
+        out_s[n] = p
+        out_e[n] = e
+        n += 1
+        start = e
+        p = e
+    if start < b:
+        out_s[n] = start
+        out_e[n] = b
+        n += 1
+    return n
+
+
+@nb.njit(cache=True)
+def _maybe_url(data, a, b, ct):  # type: ignore[no-untyped-def]
+    """False when spaCy's URL pattern cannot match data[a:b]: every match has a host ending in
+    "." + two lowercase letters, or an IPv4 address (a digit, ".", a digit)."""
+    for i in range(a, b - 1):
+        if data[i] == 0x2E:
+            if i + 2 < b and 0x61 <= data[i + 1] <= 0x7A and 0x61 <= data[i + 2] <= 0x7A:
+                return True
+            if i > a and (ct[data[i - 1]] & C_DIGIT) and (ct[data[i + 1]] & C_DIGIT):
+                return True
+    return False
+
+
+@nb.njit(cache=True)
+def _split_chunk(
+    data, a0, b0, ct, special, merge_pairs, ub, uo, cb, co, out_s, out_e, n, pre_cuts, suf_cuts
+):  # type: ignore[no-untyped-def]
+    """Tokens of the chunk data[a0:b0] appended at out[n:]; returns the new n, or -1 to fall
+    back to Python for this chunk."""
+    alpha = True
+    for i in range(a0, b0):
+        c = data[i]
+        if c < 0x21 or c > 0x7E:
+            return -1
+        if not (ct[c] & C_ALPHA):
+            alpha = False
+    if _is_special(data, a0, b0, special):
+        return -1
+    if alpha:
+        out_s[n] = a0
+        out_e[n] = b0
+        return n + 1
+    a = a0
+    b = b0
+    # prefixes are consecutive from a0, suffixes from b0 inwards: remember only their cuts
+    npre = 0
+    nsuf = 0
+    last_size = -1
+    while b > a and b - a != last_size:
+        if _is_special(data, a, b, special):
+            return -1
+        last_size = b - a
+        pre_len = _find_prefix(data, a, b, ct)
+        if pre_len and b > a + pre_len and _is_special(data, a + pre_len, b, special):
+            return -1
+        suf_len = _find_suffix(data, a + pre_len, b, ct, ub, uo, cb, co)
+        if suf_len and b - suf_len > a and _is_special(data, a, b - suf_len, special):
+            return -1
+        if pre_len and suf_len and pre_len + suf_len <= b - a:
+            a += pre_len
+            pre_cuts[npre] = a
+            npre += 1
+            b -= suf_len
+            suf_cuts[nsuf] = b
+            nsuf += 1
+        elif pre_len:
+            a += pre_len
+            pre_cuts[npre] = a
+            npre += 1
+        elif suf_len:
+            b -= suf_len
+            suf_cuts[nsuf] = b
+            nsuf += 1
+    n0 = n
+    s = a0
+    for k in range(npre):
+        out_s[n] = s
+        out_e[n] = pre_cuts[k]
+        s = pre_cuts[k]
+        n += 1
+    if b > a:
+        if _is_special(data, a, b, special):
+            return -1
+        alnum = True
+        dot = False
+        for i in range(a, b):
+            f = ct[data[i]]
+            if not (f & (C_ALPHA | C_DIGIT)):
+                alnum = False
+            if data[i] == 0x2E:
+                dot = True
+        if alnum:
+            out_s[n] = a
+            out_e[n] = b
+            n += 1
+        elif dot and _maybe_url(data, a, b, ct):
+            return -1
+        else:
+            n = _infix_split(data, a, b, ct, out_s, out_e, n)
+    for k in range(nsuf - 1, -1, -1):  # innermost suffix first, as spaCy emits them
+        out_s[n] = suf_cuts[k]
+        out_e[n] = b0 if k == 0 else suf_cuts[k - 1]
+        n += 1
+    if n - n0 > 1:
+        # spaCy re-merges token runs that spell a special case: every such run starts with
+        # one of the (first, second) token pairs in ``merge_pairs``
+        h_prev = hash_bytes(data, out_s[n0], out_e[n0])
+        for t in range(n0 + 1, n):
+            h = hash_bytes(data, out_s[t], out_e[t])
+            if _in_sorted(merge_pairs, pair_hash(h_prev, h)):
+                return -1
+            h_prev = h
+    return n
+
+
+@nb.njit(cache=True, inline="always")
+def _is_ws(data, p, e):  # type: ignore[no-untyped-def]
+    """(is whitespace as str.isspace, its byte length) at data[p]."""
+    c = data[p]
+    if c < 0x80:
+        return (9 <= c <= 13) or (28 <= c <= 32), 1
+    if c == 0xC2 and p + 1 < e:
+        c1 = data[p + 1]
+        if c1 == 0x85 or c1 == 0xA0:
+            return True, 2
+    elif c == 0xE1 and p + 2 < e:
+        if data[p + 1] == 0x9A and data[p + 2] == 0x80:
+            return True, 3
+    elif c == 0xE2 and p + 2 < e:
+        c1 = data[p + 1]
+        c2 = data[p + 2]
+        if c1 == 0x80 and (0x80 <= c2 <= 0x8A or c2 == 0xA8 or c2 == 0xA9 or c2 == 0xAF):
+            return True, 3
+        if c1 == 0x81 and c2 == 0x9F:
+            return True, 3
+    elif c == 0xE3 and p + 2 < e:
+        if data[p + 1] == 0x80 and data[p + 2] == 0x80:
+            return True, 3
+    return False, 1
+
+
+@nb.njit(cache=True)
+def split_ascii(data, offsets, docs, ct, special, merge_pairs, ub, uo, cb, co):  # type: ignore[no-untyped-def]
+    """Tokens of the documents ``docs`` (indexes into ``offsets``).
+
+    Returns (tok_s, tok_e, fallback flag per token, per-doc token offsets). A fallback token
+    spans a whole chunk that Python must split.
+    """
+    cap = 1024
+    for d in docs:
+        cap += (offsets[d + 1] - offsets[d]) // 2 + 1
+    tok_s = np.empty(cap, dtype=np.int64)
+    tok_e = np.empty(cap, dtype=np.int64)
+    flag = np.zeros(cap, dtype=np.uint8)
+    doc_tok = np.zeros(docs.shape[0] + 1, dtype=np.int64)
+    cuts = np.empty(256, dtype=np.int64)
+    cuts2 = np.empty(256, dtype=np.int64)
+    n = 0
+    for di in range(docs.shape[0]):
+        d = docs[di]
+        p = offsets[d]
+        e = offsets[d + 1]
+        while p < e:
+            c = data[p]
+            if c < 0x80:
+                if (9 <= c <= 13) or (28 <= c <= 32):
+                    p += 1
+                    continue
+            else:
+                ws, step = _is_ws(data, p, e)
+                if ws:
+                    p += step
+                    continue
+            q = p + 1
+            while q < e:
+                c = data[q]
+                if c < 0x80:
+                    if (9 <= c <= 13) or (28 <= c <= 32):
+                        break
+                    q += 1
+                    continue
+                ws, step = _is_ws(data, q, e)
+                if ws:
+                    break
+                q += step
+            need = n + (q - p) + 2
+            if need > cap:
+                cap = max(need, 2 * cap)
+                ns = np.empty(cap, dtype=np.int64)
+                ne = np.empty(cap, dtype=np.int64)
+                nf = np.zeros(cap, dtype=np.uint8)
+                ns[:n] = tok_s[:n]
+                ne[:n] = tok_e[:n]
+                nf[:n] = flag[:n]
+                tok_s, tok_e, flag = ns, ne, nf
+            if q - p + 1 > cuts.shape[0]:
+                cuts = np.empty(2 * (q - p + 1), dtype=np.int64)
+                cuts2 = np.empty(2 * (q - p + 1), dtype=np.int64)
+            m = _split_chunk(
+                data, p, q, ct, special, merge_pairs, ub, uo, cb, co, tok_s, tok_e, n, cuts, cuts2
+            )
+            if m < 0:
+                tok_s[n] = p
+                tok_e[n] = q
+                flag[n] = 1
+                n += 1
+            else:
+                for t in range(n, m):
+                    flag[t] = 0
+                n = m
+            p = q
+        doc_tok[di + 1] = n
+    return tok_s[:n], tok_e[:n], flag[:n], doc_tok
+
+
+@nb.njit(cache=True)
+def expand(tok_s, tok_e, flag, doc_tok, fb_lens, fb_off):  # type: ignore[no-untyped-def]
+    """Replace each fallback token by its tokens (byte lengths ``fb_lens[fb_off[k]:fb_off[k+1]]``
+    for the k-th fallback token)."""
+    total = 0
+    k = 0
+    for t in range(tok_s.shape[0]):
+        if flag[t]:
+            total += fb_off[k + 1] - fb_off[k]
+            k += 1
+        else:
+            total += 1
+    out_s = np.empty(total, dtype=np.int64)
+    out_e = np.empty(total, dtype=np.int64)
+    out_doc = np.zeros(doc_tok.shape[0], dtype=np.int64)
+    n = 0
+    k = 0
+    d = 0
+    for t in range(tok_s.shape[0]):
+        while t >= doc_tok[d + 1]:
+            d += 1
+            out_doc[d] = n
+        if flag[t]:
+            p = tok_s[t]
+            for j in range(fb_off[k], fb_off[k + 1]):
+                out_s[n] = p
+                p += fb_lens[j]
+                out_e[n] = p
+                n += 1
+            k += 1
+        else:
+            out_s[n] = tok_s[t]
+            out_e[n] = tok_e[t]
+            n += 1
+    for dd in range(d + 1, doc_tok.shape[0]):
+        out_doc[dd] = n
+    return out_s, out_e, out_doc
+
+
+# ---------------------------------------------------------------------------------------------
+# Gopher quality: per-document word statistics
+
+
+@nb.njit(cache=True, inline="always")
+def _decode(data, p):  # type: ignore[no-untyped-def]
+    c = data[p]
+    if c < 0x80:
+        return np.int64(c), 1
+    if c < 0xE0:
+        return ((np.int64(c) & 0x1F) << 6) | (np.int64(data[p + 1]) & 0x3F), 2
+    if c < 0xF0:
+        return (
+            ((np.int64(c) & 0x0F) << 12)
+            | ((np.int64(data[p + 1]) & 0x3F) << 6)
+            | (np.int64(data[p + 2]) & 0x3F)
+        ), 3
+    return (
+        ((np.int64(c) & 0x07) << 18)
+        | ((np.int64(data[p + 1]) & 0x3F) << 12)
+        | ((np.int64(data[p + 2]) & 0x3F) << 6)
+        | (np.int64(data[p + 3]) & 0x3F)
+    ), 4
+
+
+@nb.njit(cache=True)
+def quality_stats(data, tok_s, tok_e, doc_tok, punct_bmp, alpha_bmp, stop_b, stop_o):  # type: ignore[no-untyped-def]
+    """Per document: words, non-symbol words, their characters, words with a letter, a bit
+    mask of the stop words present, and whether a character outside the BMP was seen (then
+    the caller recomputes that document in Python)."""
+    nd = doc_tok.shape[0] - 1
+    out = np.zeros((nd, 6), dtype=np.int64)
+    n_stop = stop_o.shape[0] - 1
+    for d in range(nd):
+        n_words = 0
+        n_nonsym = 0
+        len_nonsym = 0
+        n_alpha = 0
+        mask = 0
+        astral = 0
+        for t in range(doc_tok[d], doc_tok[d + 1]):
+            a = tok_s[t]
+            b = tok_e[t]
+            n_words += 1
+            nchar = 0
+            allp = True
+            has_a = False
+            p = a
+            while p < b:
+                cp, k = _decode(data, p)
+                p += k
+                nchar += 1
+                if cp >= 0x10000:
+                    astral = 1
+                    continue
+                if allp and not punct_bmp[cp]:
+                    allp = False
+                if not has_a and alpha_bmp[cp]:
+                    has_a = True
+            if not allp:
+                n_nonsym += 1
+                len_nonsym += nchar
+            if has_a:
+                n_alpha += 1
+            for s in range(n_stop):
+                ln = stop_o[s + 1] - stop_o[s]
+                if ln == b - a:
+                    same = True
+                    for j in range(ln):
+                        if data[a + j] != stop_b[stop_o[s] + j]:
+                            same = False
+                            break
+                    if same:
+                        mask |= 1 << s
+        out[d, 0] = n_words
+        out[d, 1] = n_nonsym
+        out[d, 2] = len_nonsym
+        out[d, 3] = n_alpha
+        out[d, 4] = mask
+        out[d, 5] = astral
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Gopher repetition: n-gram statistics per document
+
+
+_SEQ_MUL = np.uint64(0x9E3779B97F4A7C15)
+_POLY = np.uint64(0x100000001B3 * 2 + 1)  # odd: invertible mod 2**64
+
+
+@nb.njit(cache=True)
+def _table_size(m):  # type: ignore[no-untyped-def]
+    s = 16
+    while s < 2 * m:
+        s *= 2
+    return s
+
+
+@nb.njit(cache=True)
+def _top_chars(h1, cum, n, keys, cnt, first):  # type: ignore[no-untyped-def]
+    """datatrove ``find_top_duplicate`` on " ".join n-grams: chars of the most frequent n-gram
+    (first seen among ties) times its count."""
+    m = h1.shape[0] - n + 1
+    size = _table_size(m)
+    mask = size - 1
+    for i in range(size):
+        cnt[i] = 0
+    best_c = 0
+    best_first = 0
+    for i in range(m):
+        h = h1[i]
+        for k in range(1, n):
+            h = h * _SEQ_MUL + h1[i + k]
+        h = _mix(h)
+        j = np.int64(h & np.uint64(mask))
+        while cnt[j] != 0 and keys[j] != h:
+            j = (j + 1) & mask
+        if cnt[j] == 0:
+            keys[j] = h
+            first[j] = i
+        cnt[j] += 1
+        c = cnt[j]
+        f = first[j]
+        if c > best_c or (c == best_c and f < best_first):
+            best_c = c
+            best_first = f
+    chars = cum[best_first + n] - cum[best_first] + n - 1
+    return chars * best_c
+
+
+@nb.njit(cache=True)
+def _all_dup_chars(ph, qinv, blen_cum, cum, m_words, n, keys, used):  # type: ignore[no-untyped-def]
+    """datatrove ``find_all_duplicate``: its serial walk over "".join n-grams."""
+    m = m_words - n + 1
+    if m <= 0:
+        return 0
+    size = _table_size(m)
+    mask = size - 1
+    for i in range(size):
+        used[i] = 0
+    rep = 0
+    idx = 0
+    while idx < m:
+        # hash of the concatenated bytes of words idx..idx+n-1, independent of where they sit
+        h = (ph[idx + n] - ph[idx]) * qinv[idx]
+        h = _mix(h ^ np.uint64(blen_cum[idx + n] - blen_cum[idx]))
+        j = np.int64(h & np.uint64(mask))
+        found = False
+        while used[j]:
+            if keys[j] == h:
+                found = True
+                break
+            j = (j + 1) & mask
+        if found:
+            rep += cum[idx + n] - cum[idx]
+            idx += n
+        else:
+            used[j] = 1
+            keys[j] = h
+            idx += 1
+    return rep
+
+
+@nb.njit(cache=True)
+def repetition(data, tok_s, tok_e, doc_tok, n_chars, top_n, top_f, dup_n, dup_f):  # type: ignore[no-untyped-def]
+    """Per document: 0 to keep, k+1 for the k-th top n-gram rule, 100+k for the k-th duplicated
+    n-gram rule (rules in the config's order, as datatrove checks them)."""
+    nd = doc_tok.shape[0] - 1
+    out = np.zeros(nd, dtype=np.int64)
+    # polynomial hash base and its inverse mod 2**64 (Newton's iteration)
+    inv = _POLY
+    for _ in range(6):
+        inv *= np.uint64(2) - _POLY * inv
+    cap = 16
+    keys = np.empty(cap, dtype=np.uint64)
+    cnt = np.empty(cap, dtype=np.int64)
+    first = np.empty(cap, dtype=np.int64)
+    used = np.empty(cap, dtype=np.uint8)
+    for d in range(nd):
+        t0 = doc_tok[d]
+        m = doc_tok[d + 1] - t0
+        if m == 0:
+            continue
+        h1 = np.empty(m, dtype=np.uint64)
+        cum = np.zeros(m + 1, dtype=np.int64)
+        blen_cum = np.zeros(m + 1, dtype=np.int64)
+        ph = np.zeros(m + 1, dtype=np.uint64)
+        qinv = np.empty(m + 1, dtype=np.uint64)
+        q = np.uint64(1)
+        qi = np.uint64(1)
+        acc = np.uint64(0)
+        for i in range(m):
+            a = tok_s[t0 + i]
+            b = tok_e[t0 + i]
+            h = _FNV_OFF
+            nch = 0
+            qinv[i] = qi
+            for p in range(a, b):
+                c = data[p]
+                h ^= np.uint64(c)
+                h *= _FNV_PRIME
+                acc += np.uint64(c + 1) * q
+                q *= _POLY
+                qi *= inv
+                if (c & 0xC0) != 0x80:
+                    nch += 1
+            h1[i] = _mix(h)
+            cum[i + 1] = cum[i] + nch
+            blen_cum[i + 1] = blen_cum[i] + (b - a)
+            ph[i + 1] = acc
+        qinv[m] = qi
+        size = _table_size(m)
+        if size > cap:
+            cap = size
+            keys = np.empty(cap, dtype=np.uint64)
+            cnt = np.empty(cap, dtype=np.int64)
+            first = np.empty(cap, dtype=np.int64)
+            used = np.empty(cap, dtype=np.uint8)
+        nc = n_chars[d]
+        reason = 0
+        for k in range(top_n.shape[0]):
+            n = top_n[k]
+            if m - n + 1 <= 0:
+                continue
+            if _top_chars(h1, cum, n, keys, cnt, first) / nc > top_f[k]:
+                reason = k + 1
+                break
+        if reason == 0:
+            for k in range(dup_n.shape[0]):
+                n = dup_n[k]
+                if _all_dup_chars(ph, qinv, blen_cum, cum, m, n, keys, used) / nc > dup_f[k]:
+                    reason = 100 + k
+                    break
+        out[d] = reason
+    return out

@@ -1,0 +1,68 @@
+"""The numba batch splitter (``pipeline.filters.words.batch_tokens``) against the reference
+splitter (``split_words``, itself checked against spaCy in test_filters_heuristics.py): the
+same words, in the same order, on every document of real text and on strings built to hit
+each ASCII rule the kernel writes out (prefixes, suffixes, units, infixes, URLs, specials)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+import pyarrow as pa
+
+from pipeline.filters.words import batch_tokens, split_words
+from tests.conftest import read_jsonl_zst
+
+
+def _same_words(texts: list[str]) -> list[int]:
+    bt = batch_tokens(pa.array(texts, pa.large_string()))
+    return [i for i, t in enumerate(texts) if bt.words(i) != split_words(t)]
+
+
+def test_kernel_words_match_reference_on_real_docs(shared_data: Path):
+    raw = read_jsonl_zst(shared_data / "pretrain_raw.jsonl.zst")
+    texts = [d["text"] for d in random.Random(3).sample(raw, 400)]
+    assert sum(map(len, texts)) > 2_000_000
+    bt = batch_tokens(pa.array(texts, pa.large_string()))
+    assert len(bt.tok_s) > 300_000
+    assert bt.fallback_chunks < len(bt.tok_s) // 5  # the kernel, not Python, did most of it
+    bad = [i for i, t in enumerate(texts) if bt.words(i) != split_words(t)]
+    assert not bad, bad[:5]
+
+
+def test_kernel_words_match_reference_on_rule_strings():
+    # every string of up to 3 characters over an alphabet touching each ASCII rule, alone and
+    # glued to a word, a number and a dot
+    alphabet = "aZ0.,:;!?'\"`()[]{}<>_#*&%$+-~/=^@|\\sS"
+    printable = [chr(i) for i in range(0x21, 0x7F)]
+    shorts = ["".join(p) for n in (1, 2, 3) for p in itertools.product(alphabet, repeat=n)]
+    shorts += ["".join(p) for p in itertools.product(printable, repeat=2)]  # every pair
+    texts = []
+    for i in range(0, len(shorts), 500):
+        chunk = shorts[i : i + 500]
+        for left, right in (("", ""), ("word", ""), ("", "word"), ("12", "34"), ("ab", "Cd"),
+                            ("A", ""), ("AB", ""), ("x", "."), ("9", "")):  # fmt: skip
+            texts.append(" ".join(left + s + right for s in chunk))
+    texts += [
+        "10km 5kmh 3mph 7m/s 9km/h 12MB 3GB 4% 5$ 6US$ 7C$ 100mbar 2hPa 3Pa 1T +5 5+ ++ +a",
+        "U.S. e.g. i.e. a.m. 10a.m. p.m. Mr. Dr. etc. St. Jan. vs. U.K. A.B.C. abc.Def a..b",
+        "example.com www.example.org/a?b=c http://x.y/z https://a.b.co:8080/p 1.2.3.4 10.0.0.1",
+        "192.168.1.1 172.16.0.1 169.254.1.1 8.8.8.8:53 user@host.com a@b mailto:x@y.zz ab.cd",
+        "can't won't don't It's it's I'm you're we've they'd 'tis 'cause ol' y'all cannot gonna",
+        ":) :-( ;) <3 :P (: ): =) -_- ^_^ o.O :'( :-)) (-: 8) 8-) x.x 'em 'll 's 'S ''",
+        "state-of-the-art a--b a---b a~b 1-2 1--2 1-a a-1 a,b 1,000 a:b a<b a>b a=b a/b 1/a",
+        "....a a.... ...a... .a a. A. AB. ABC. aB. 5. 5.. %. -. +. (a.) [a.] 'a.' \"a.\" `a.`",
+    ]
+    bad = _same_words(texts)
+    assert not bad, [texts[i][:80] for i in bad[:3]]
+
+
+def test_kernel_handles_empty_nulls_and_selection():
+    col = pa.array(["", None, "One two.", "   ", "x"], pa.large_string())
+    bt = batch_tokens(col)
+    assert [bt.words(i) for i in range(5)] == [[], [], ["One", "two", "."], [], ["x"]]
+    sel = batch_tokens(col, [4, 2])
+    assert [sel.words(0), sel.words(1)] == [["x"], ["One", "two", "."]]
+    # a sliced Arrow array (non-zero offset) reads the right rows
+    assert batch_tokens(col.slice(2, 1)).words(0) == ["One", "two", "."]
