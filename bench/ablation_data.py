@@ -28,8 +28,13 @@ Writes under OUT (everything is a pure function of the inputs and the options):
   a hash of the doc id) that shares no 13-word shingle with the prose set or the tasks. Every
   arm of the ablation is built from these same files.
 - ``specs/*.toml`` + ``snap_*``: one snapshot per arm (``--build``): raw, heuristics,
-  dedup, quality, softdedup, curriculum and full; the curriculum arms are phased to
-  ``--budget-tokens`` so the anneal phase falls inside the training budget.
+  dedup, quality, softdedup, curriculum and full. The curriculum arms hold *every* document
+  of their pool: stable = 90 % and anneal = the best-scored 10 % of the snapshot's tokens. The
+  ablation's loader scales those shares to the training budget (``ShardLoader(phase_budget=
+  ...)``), so the arm draws as many tokens from the same pool as its baseline and only the
+  order differs. ``--budget-tokens N`` instead phases the *snapshot* to N tokens (a stable
+  phase of whole sampled docs summing to 0.9 N): that older form confounds order with pool
+  diversity and is kept only to reproduce the earlier figures.
 - ``quality_ft.bin`` (the classifier, trained on the 80 % train split), ``tokenizer/`` (BPE
   trained on the raw arm), ``prep.json`` (every count).
 """
@@ -333,8 +338,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--build", action="store_true", help="also build the arm snapshots")
     ap.add_argument("--arms", default=",".join(ARMS))
-    ap.add_argument("--budget-tokens", type=int, default=600_000,
-                    help="training budget the curriculum arms are phased to")
+    ap.add_argument("--budget-tokens", type=int, default=None,
+                    help="phase the curriculum snapshots themselves to N tokens (the older, "
+                    "confounded form; default: whole-snapshot shares, phased by the loader)")
     ap.add_argument("--vocab-size", type=int, default=2048)
     ap.add_argument("--workers", type=int, default=1)
     a = ap.parse_args(argv)

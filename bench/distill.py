@@ -15,8 +15,18 @@ number of tokens; the only difference is the loss:
 Reported per eval set: final held-out loss (nats/token) of each arm, mean and 95% t-interval
 over seeds, the paired gap ``kd - lm`` (negative = KD helps) with its interval, and the
 teacher's own loss on the same tokens (the floor the student distils from). The eval sets are
-``NAME=PATH[:FIELD=VALUE]`` (JSONL/zst/Parquet/snapshot), read in file order and packed into
-``--eval-seqs`` rows by :func:`trainer_bridge.evaluation.build_eval_tensor`.
+``NAME=PATH[:FIELD=VALUE]`` (JSONL/zst/Parquet/snapshot), read in content-hash order and packed
+into ``--eval-seqs`` rows by :func:`trainer_bridge.evaluation.build_eval_tensor`; with
+``--per-doc`` each row is the first ``seq_len + 1`` tokens of one document (the lever
+ablation's construction). ``--decontaminate`` drops every eval document that shares a 13-word
+shingle with the training snapshot (the ablation's check) and records how many.
+
+The three eval sets of the lever ablation, at equal tokens:
+
+    nice assay bench distill --snapshot /tmp/model_kd/snap_curated --work /tmp/model_kd/kd3 \
+        --eval prose=/tmp/abl/eval/prose.jsonl --eval neutral=/tmp/abl/eval/neutral.jsonl \
+        --eval raw_heldout=/tmp/abl/eval/raw_heldout.jsonl --per-doc --decontaminate \
+        --tokens 32768 --seeds 0,1,2
 """
 
 from __future__ import annotations
@@ -70,6 +80,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--top-k", type=int, default=64)
     ap.add_argument("--eval-seqs", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--per-doc", action="store_true",
+                    help="one eval row per document (its first seq_len + 1 tokens)")
+    ap.add_argument("--decontaminate", action="store_true",
+                    help="drop eval docs sharing a 13-word shingle with --snapshot")
     a = ap.parse_args(argv)
 
     import torch
@@ -85,27 +99,46 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     teacher_dir = Path(a.teacher) if a.teacher else smollm2_folder()
     tok = TextTokenizer(teacher_dir)
+    pool_shingles: set[int] = set()
+    if a.decontaminate:
+        from bench.ablation_data import shingles
+
+        for t in read_texts(a.snapshot, order="file"):
+            pool_shingles |= shingles(t)
     evals = {}
+    decontam: dict[str, Any] = {}
     for spec in a.eval:
         name, path, where = parse_eval(spec)
-        texts = read_texts(path, parse_where(where), max_chars=a.eval_seqs * a.seq_len * 12)
-        evals[name] = build_eval_tensor(texts, tok, a.seq_len, a.eval_seqs)
+        texts = read_texts(path, parse_where(where),
+                           max_chars=None if a.per_doc else a.eval_seqs * a.seq_len * 12)
+        if a.decontaminate:
+            kept = [t for t in texts if not (shingles(t) & pool_shingles)]
+            decontam[name] = {"docs": len(texts), "dropped_pool_overlap": len(texts) - len(kept)}
+            texts = kept
+        evals[name] = build_eval_tensor(texts, tok, a.seq_len, a.eval_seqs,
+                                        per_doc=a.seq_len + 1 if a.per_doc else None)
 
     result: dict[str, Any] = {
         "snapshot": a.snapshot,
         "teacher": str(teacher_dir),
         "settings": vars(a),
         "eval_tokens": {k: int(v[:, 1:].numel()) for k, v in evals.items()},
+        "decontamination": decontam,
     }
     tfile = work / "teacher_eval.json"
-    if tfile.exists():
-        result["teacher_eval"] = json.loads(tfile.read_text())
+    import hashlib
+
+    key = hashlib.sha256(b"".join(k.encode() + v.numpy().tobytes()
+                                  for k, v in sorted(evals.items()))).hexdigest()[:16]
+    cached = json.loads(tfile.read_text()) if tfile.exists() else {}
+    if cached.get("key") == key:  # the teacher's loss on exactly these eval tensors
+        result["teacher_eval"] = cached["loss"]
     else:
         t0 = time.perf_counter()
         teacher = import_hf(teacher_dir)
         result["teacher_eval"] = {k: evaluate(teacher, v, batch_size=4) for k, v in evals.items()}
         result["teacher_eval_seconds"] = time.perf_counter() - t0
-        tfile.write_text(json.dumps(result["teacher_eval"]) + "\n")
+        tfile.write_text(json.dumps({"key": key, "loss": result["teacher_eval"]}) + "\n")
         del teacher
 
     runs: dict[str, dict[str, Any]] = {}

@@ -279,10 +279,12 @@ def run_one(
     lr: float,
     shuffle_buffer: int | None,
     device: str,
+    phase_to_budget: bool = False,
 ) -> dict[str, Any]:
     """One training run, evaluated on every eval set at ``n_evals`` points and on the tasks at
     the end. Driven in segments with ``Trainer.run(stop_at=...)`` (the trainer's own resume
-    path), so the losses are those of one uninterrupted run."""
+    path), so the losses are those of one uninterrupted run. ``phase_to_budget``: a curriculum
+    snapshot's phases are scaled to the run's tokens in the loader."""
     import shutil
     import time
 
@@ -295,6 +297,7 @@ def run_one(
         seq_len=seq_len, batch_size=batch_size, max_steps=steps, lr=lr,
         warmup_steps=max(1, steps // 20), schedule="wsd", decay_frac=0.1, seed=seed,
         device=device, log_every=0, quiet=True, shuffle_buffer=shuffle_buffer,
+        phase_to_budget=phase_to_budget,
     )
     t0 = time.perf_counter()
     tr = Trainer(cfg)
@@ -314,6 +317,7 @@ def run_one(
         "tasks": tasks,
         "train_loss_last": tr.history["loss"][-1],
         "decay_start_step": tr.decay_start,
+        "phase_budget": tr.data.phase_budget,
         "steps": steps,
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -368,12 +372,19 @@ def run_levers(
     device: str = "cpu",
     quiet: bool = False,
     train: bool = True,
+    phase_in_loader: bool = True,
 ) -> dict[str, Any]:
     """Every arm x every seed on identical settings; per-run results in OUT/runs/*.json (a
     killed ablation resumes from the runs already done; several processes given the same OUT
     share the runs out through lock files), the summary in OUT/summary.json and OUT/summary.md
-    (over the runs finished so far; ``train=False`` only summarizes them)."""
+    (over the runs finished so far; ``train=False`` only summarizes them).
+
+    ``phase_in_loader``: an arm whose snapshot is a curriculum (its manifest records phases)
+    has its phases scaled to the run's token budget by the loader (``ShardLoader(phase_budget=
+    ...)``): it draws the same number of tokens from the same pool as the other arms, and only
+    the order differs — the best-scored share last, where the LR decays."""
     from trainer_bridge.evaluation import build_eval_tensor, read_items, read_texts
+    from trainer_bridge.snapshot import curriculum_phases, read_manifest
     from trainer_bridge.tokenizer import TextTokenizer
 
     if baseline not in arms:
@@ -403,12 +414,15 @@ def run_levers(
         items = kept
     steps = max(1, max_tokens // (seq_len * batch_size))
     model = dict(n_layer=n_layer, n_head=n_head, n_kv_head=n_kv_head, d_model=d_model)
+    phased = {a for a, snap in arms.items()
+              if phase_in_loader and curriculum_phases(read_manifest(snap))}
     settings = {
         "arms": arms, "evals": evals, "tasks": tasks, "baseline": baseline, "seeds": seeds,
         "tokenizer": str(tok.folder), "vocab_size": tok.vocab_size, "model": model,
         "seq_len": seq_len, "batch_size": batch_size, "steps": steps,
         "tokens_budget": steps * seq_len * batch_size, "lr": lr, "schedule": "wsd (10% decay)",
         "shuffle_buffer": shuffle_buffer, "n_evals": n_evals,
+        "phased_in_loader": sorted(phased),
         "eval_rows": {e: int(d.shape[0]) for e, d in eval_data.items()},
         "task_items": {t: sum(1 for it in items if it["task"] == t)
                        for t in sorted({it["task"] for it in items})},
@@ -421,7 +435,7 @@ def run_levers(
                 try:
                     r = run_one(snap, folder / "runs" / f"{arm}-s{seed}", tok, eval_data, items,
                                 seed, steps, n_evals, model, seq_len, batch_size, lr,
-                                shuffle_buffer, device)
+                                shuffle_buffer, device, phase_to_budget=arm in phased)
                     tmp = path.with_suffix(".tmp")
                     tmp.write_text(json.dumps(r) + "\n")
                     os.replace(tmp, path)

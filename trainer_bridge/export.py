@@ -167,7 +167,9 @@ def _gguf_tokenizer(writer: object, tokenizer: TextTokenizer) -> None:
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     pre = json.dumps(tj.get("pre_tokenizer"))
     writer.add_tokenizer_model("gpt2")  # type: ignore[attr-defined]
-    writer.add_tokenizer_pre("smollm" if '"Digits"' in pre else "gpt2")  # type: ignore[attr-defined]
+    # llama.cpp's names for the two pre-tokenizers we make: ByteLevel with GPT-2's regex
+    # ("gpt-2"; llama.cpp refuses a file saying "gpt2") and SmolLM2's digit-splitting one
+    writer.add_tokenizer_pre("smollm" if '"Digits"' in pre else "gpt-2")  # type: ignore[attr-defined]
     writer.add_token_list(tokens)  # type: ignore[attr-defined]
     writer.add_token_types(types)  # type: ignore[attr-defined]
     writer.add_token_merges(merges)  # type: ignore[attr-defined]

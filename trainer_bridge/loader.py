@@ -19,6 +19,13 @@ How it works, and why resume is exact:
    the pool rather than one contiguous slice of a few (often huge) documents; memory is O(1)
    in the window size and any batch is still a pure function of its index. For a curriculum
    snapshot the windows never cross a phase boundary: phases keep their order.
+   With ``phase_budget`` (tokens) a curriculum snapshot is phased *in the loader*: an epoch is
+   the budget, phase ``p`` owns the positions ``[P_p, P_p+1)`` given by the phases' token
+   shares of the budget, and its positions sample sequences from *all* of phase ``p``'s
+   documents (through the same shuffle; a phase smaller than its share is re-read with a new
+   key each pass). So a run whose budget is a sliver of the snapshot still reaches the anneal
+   phase at ``(1 - share) x budget``, while its stable phase samples the whole pool — the
+   curriculum changes the order of the data, not how much of the pool the run draws from.
 4. **Workers.** Worker ``w`` of ``W`` makes batches ``cursor + w, cursor + w + W, …``;
    ``DataLoader`` takes them round-robin, so the batch sequence is identical for any ``W`` and no
    batch is made twice. The checkpoint is one integer (the next global batch) plus identity
@@ -271,6 +278,8 @@ class ShardLoader(IterableDataset):
         shuffle_buffer: ``None`` (default): sequences in stream order. ``0``: shuffle the
             sequences of the whole epoch (of each curriculum phase). ``K > 0``: shuffle within
             consecutive windows of ``K`` sequences.
+        phase_budget: tokens of the run a curriculum snapshot's phases are scaled to (step 3
+            above); ``None``: phases follow each other in the stream, each as long as its docs.
     """
 
     def __init__(
@@ -285,6 +294,7 @@ class ShardLoader(IterableDataset):
         remote_token: str | None = None,
         remote_cache: str | Path | None = None,
         shuffle_buffer: int | None = None,
+        phase_budget: int | None = None,
     ) -> None:
         super().__init__()
         if shuffle_buffer is not None and int(shuffle_buffer) < 0:
@@ -305,17 +315,23 @@ class ShardLoader(IterableDataset):
         self.max_batches = max_batches
         self.cache = build_token_cache(snapshot, self.tokenizer, cache_dir)
         n_tok = int(self.cache.offsets[-1])
-        self.seqs_per_epoch = max(0, (n_tok - 1) // self.seq_len)
+        self.curriculum = bool(len(self.cache.order)) and bool((self.cache.order >= 0).all())
+        self.stream_seqs = max(0, (n_tok - 1) // self.seq_len)
+        self.seqs_per_epoch = self.stream_seqs
+        self._segments: list[tuple[int, int]] | None = None
+        self._epoch_cache: tuple[int, np.ndarray, np.ndarray] | None = None
+        self.phase_budget = None if phase_budget is None else int(phase_budget)
+        self._plan: list[tuple[int, int, int, int, int]] = []  # (pos a, pos b, seg k, seg a, seg b)
+        if self.phase_budget is not None:
+            self._plan = self._phase_plan(self.phase_budget)
+            self.seqs_per_epoch = self.phase_budget // self.seq_len
         self.batches_per_epoch = self.seqs_per_epoch // self.batch_size
         if self.batches_per_epoch == 0:
             raise ValueError(
                 f"snapshot {self.snapshot} has {n_tok} tokens, fewer than one batch of "
                 f"batch_size={self.batch_size} x seq_len={self.seq_len}; lower them"
             )
-        self.curriculum = bool(len(self.cache.order)) and bool((self.cache.order >= 0).all())
         self.next_batch = 0
-        self._epoch_cache: tuple[int, np.ndarray, np.ndarray] | None = None
-        self._segments: list[tuple[int, int]] | None = None
 
     # -- order -----------------------------------------------------------------------------
     def doc_order(self, epoch: int) -> np.ndarray:
@@ -335,7 +351,7 @@ class ShardLoader(IterableDataset):
             self._epoch_cache = (epoch, order, ends)
         return self._epoch_cache[1], self._epoch_cache[2]
 
-    def phase_token_starts(self) -> dict[str, int]:
+    def _stream_phase_starts(self) -> dict[str, int]:
         """Stream position (tokens) at which each curriculum phase starts in an epoch."""
         if not self.cache.phases:
             return {}
@@ -348,26 +364,83 @@ class ShardLoader(IterableDataset):
                 out[name] = int(starts[hit[0]])
         return out
 
+    def phase_token_starts(self) -> dict[str, int]:
+        """Token position of the run (within an epoch) at which each curriculum phase starts:
+        in the stream, or — with ``phase_budget`` — at its share of the budget."""
+        if self.phase_budget is None:
+            return self._stream_phase_starts()
+        names = [n for n in self.cache.phases if n in self._stream_phase_starts()]
+        return {names[k]: pa * self.seq_len for pa, pb, k, _, _ in self._plan if pb > pa}
+
     def segments(self) -> list[tuple[int, int]]:
-        """``[start, end)`` sequence ranges the shuffle stays inside (one per curriculum phase)."""
+        """``[start, end)`` stream sequence ranges the shuffle stays inside (one per phase)."""
         if self._segments is None:
-            T, n = self.seq_len, self.seqs_per_epoch
-            cuts = sorted({0, n} | {min(n, -(-t // T)) for t in self.phase_token_starts().values()})
+            T, n = self.seq_len, self.stream_seqs
+            cuts = sorted(
+                {0, n} | {min(n, -(-t // T)) for t in self._stream_phase_starts().values()}
+            )
             self._segments = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
         return self._segments
 
+    def _phase_plan(self, budget: int) -> list[tuple[int, int, int, int, int]]:
+        """Positions of the budget each phase owns: ``(pos a, pos b, segment, seg a, seg b)``."""
+        if not self.curriculum or not self.cache.phases:
+            raise ValueError(
+                f"phase_budget={budget}: {self.snapshot} is not a curriculum snapshot (no phase "
+                "and order columns); build one with `assay curriculum build` or drop phase_budget"
+            )
+        n_pos = budget // self.seq_len
+        if n_pos < self.batch_size:
+            raise ValueError(
+                f"phase_budget={budget} is less than one batch of {self.batch_size} x "
+                f"{self.seq_len} tokens"
+            )
+        from trainer_bridge.snapshot import curriculum_phases
+
+        share = {p["name"]: float(p.get("target_token_frac", p.get("token_frac", 0.0)))
+                 for p in curriculum_phases(self.manifest)}
+        present = self._stream_phase_starts()
+        names = [n for n in self.cache.phases if n in present]  # stream order = segment order
+        segs = self.segments()
+        if len(segs) != len(names):
+            raise ValueError(f"{self.snapshot}: phases {names} do not map to sequence ranges")
+        total = sum(share.get(n, 0.0) for n in names)
+        if total <= 0:
+            raise ValueError(f"{self.snapshot}: the manifest gives its phases no token share")
+        plan, acc, pos = [], 0.0, 0
+        for k, name in enumerate(names):
+            acc += share.get(name, 0.0) / total
+            end = n_pos if k == len(names) - 1 else int(round(acc * n_pos))
+            plan.append((pos, end, k, *segs[k]))
+            pos = end
+        return plan
+
+    def _shuffled(self, epoch: int, k: int, a: int, b: int, offset: int, rep: int = 0) -> int:
+        """Stream sequence at ``offset`` of segment ``k = [a, b)`` under the sequence shuffle."""
+        if self.shuffle_buffer is None:
+            return a + offset
+        K = self.shuffle_buffer or (b - a)
+        w, o = divmod(offset, K)
+        size = min(K, b - a - w * K)
+        key = (self.seed * 1_000_003 + epoch) * 1_000_003 + k * 65_537 + w
+        if rep:  # another pass over a phase smaller than its share of the budget
+            key = _mix64(key ^ (rep << 40))
+        return a + w * K + feistel_permute(o, size, key)
+
     def sequence_at(self, epoch: int, position: int) -> int:
         """Stream sequence read at ``position`` of ``epoch`` (identity without shuffling)."""
+        if self._plan:
+            for pa, pb, k, a, b in self._plan:
+                if pa <= position < pb:
+                    rep, off = divmod(position - pa, b - a)
+                    return self._shuffled(epoch, k, a, b, off, rep)
+            raise IndexError(f"position {position} not in the budget's {self.seqs_per_epoch}")
         if self.shuffle_buffer is None:
             return position
         for k, (a, b) in enumerate(self.segments()):
             if a <= position < b:
-                break
-        K = self.shuffle_buffer or (b - a)
-        w, o = divmod(position - a, K)
-        size = min(K, b - a - w * K)
-        key = (self.seed * 1_000_003 + epoch) * 1_000_003 + k * 65_537 + w
-        return a + w * K + feistel_permute(o, size, key)
+                return self._shuffled(epoch, k, a, b, position - a)
+        raise IndexError(f"position {position} not in range({self.seqs_per_epoch})")
 
     @property
     def tokens_per_batch(self) -> int:
@@ -432,13 +505,14 @@ class ShardLoader(IterableDataset):
             "seq_len": self.seq_len,
             "batch_size": self.batch_size,
             "shuffle_buffer": self.shuffle_buffer,
+            "phase_budget": self.phase_budget,
             "snapshot_id": self.manifest.get("snapshot_id"),
             "tokenizer_sha256": self.tokenizer.sha256,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k in ("seed", "seq_len", "batch_size", "shuffle_buffer", "snapshot_id",
-                  "tokenizer_sha256"):
+        for k in ("seed", "seq_len", "batch_size", "shuffle_buffer", "phase_budget",
+                  "snapshot_id", "tokenizer_sha256"):
             mine = self.state_dict()[k]
             if state.get(k) != mine:
                 raise ValueError(

@@ -73,6 +73,7 @@ class TrainConfig:
     fused_adamw: bool | None = None  # None: fused on CUDA (torch also has a CPU fused kernel)
     num_workers: int = 0
     shuffle_buffer: int | None = None  # ShardLoader sequence shuffle: None off, 0 whole epoch
+    phase_to_budget: bool = False  # curriculum snapshot: phase shares of this run's tokens, in the loader
     log_every: int = 10
     checkpoint_every: int = 0  # 0: only at the end
     eval_path: str | None = None  # snapshot / JSONL(.zst) / Parquet of held-out text
@@ -299,6 +300,11 @@ class Trainer:
         self.device = pick_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.tokenizer = ensure_tokenizer(cfg)
+        self.tokens_per_step = cfg.batch_size * cfg.seq_len * cfg.grad_accum
+        self.total_steps = (
+            math.ceil(cfg.max_tokens / self.tokens_per_step) if cfg.max_tokens else cfg.max_steps
+        )
+        phase_budget = self.total_steps * self.tokens_per_step if cfg.phase_to_budget else None
         self.data = ShardLoader(
             cfg.snapshot,
             self.tokenizer,
@@ -306,6 +312,7 @@ class Trainer:
             batch_size=cfg.batch_size,
             seed=cfg.seed if cfg.data_seed is None else cfg.data_seed,
             shuffle_buffer=cfg.shuffle_buffer,
+            phase_budget=phase_budget,
         )
         self.loader = self.data.dataloader(cfg.num_workers)
         mcfg = dict(cfg.model)
@@ -344,10 +351,6 @@ class Trainer:
             fused=cfg.fused_adamw
             if cfg.fused_adamw is not None
             else self.device.startswith("cuda"),
-        )
-        self.tokens_per_step = cfg.batch_size * cfg.seq_len * cfg.grad_accum
-        self.total_steps = (
-            math.ceil(cfg.max_tokens / self.tokens_per_step) if cfg.max_tokens else cfg.max_steps
         )
         self.decay_start = self._decay_start()
         self.teacher = (

@@ -155,8 +155,9 @@ def test_curriculum_phased_to_budget_reaches_anneal(
 def _arm_snapshots(real_snapshot: Path, tokenizer_dir: Path, tmp: Path) -> dict[str, str]:
     from curriculum.build import build_curriculum
 
+    # whole-snapshot shares: the ablation phases them to the run's budget in the loader
     build_curriculum(real_snapshot, tmp / "cur", "stable:0.9,anneal:0.1",
-                     budget_tokens=30 * 8 * 32, tokenizer=str(tokenizer_dir))
+                     tokenizer=str(tokenizer_dir))
     return {"raw": str(real_snapshot), "curriculum": str(tmp / "cur")}
 
 
@@ -187,7 +188,10 @@ def test_bounded_lever_ablation_end_to_end(
     assert set(cur["tasks"]) == {"cloze", "next"}
     assert 0 <= cur["tasks"]["cloze"]["acc_per_char"]["mean"] <= 1
     run = json.loads((tmp_path / "out" / "runs" / "curriculum-s1.json").read_text())
-    assert run["decay_start_step"] < 30 and len(run["eval_tokens"]) == 3
+    assert run["phase_budget"] == 30 * 8 * 32  # phased in the loader ...
+    assert run["decay_start_step"] == 27 and len(run["eval_tokens"]) == 3  # ... decays at 0.9
+    assert s["settings"]["phased_in_loader"] == ["curriculum"]
+    assert json.loads((tmp_path / "out" / "runs" / "raw-s0.json").read_text())["phase_budget"] is None
     assert run["eval_tokens"][-1] == 30 * 8 * 32
     # the seeds differ (different shuffles and inits) ...
     r0 = json.loads((tmp_path / "out" / "runs" / "raw-s0.json").read_text())
