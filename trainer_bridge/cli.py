@@ -143,6 +143,19 @@ def _training_options(f: F) -> F:
             default=None,
             help="Quantization-aware training with fake-quantized weights.",
         ),
+        click.option(
+            "--shuffle-buffer",
+            type=int,
+            default=None,
+            help="Shuffle sequences within windows of N (0: the whole epoch / phase); "
+            "default: stream order.",
+        ),
+        click.option(
+            "--phase-to-budget",
+            is_flag=True,
+            help="Curriculum snapshot: give each phase its share of THIS run's tokens (the "
+            "anneal phase starts at 0.9 x the budget and every phase samples all its docs).",
+        ),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -231,8 +244,6 @@ def pretrain(snapshot: str, out: str, remote_token: str | None = None, **kw: Any
     weights from the snapshot's `weight` column, gradient accumulation, bf16 + torch.compile on
     GPU, fp32 on CPU. Logs tokens/s (and MFU on GPU).
     """
-    from trainer_bridge.trainer import train as run
-
     if snapshot.startswith(("http://", "https://")):
         from trainer_bridge.remote import RemoteError, pull_snapshot
 
@@ -242,9 +253,12 @@ def pretrain(snapshot: str, out: str, remote_token: str | None = None, **kw: Any
             raise click.UsageError(str(e)) from None
     try:
         cfg = _config(snapshot, out, kw)
+        from trainer_bridge.trainer import Trainer
+
+        trainer = Trainer(cfg)  # loader and config errors are usage errors
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    _summary(run(cfg))
+    _summary(trainer.run())
 
 
 @train.command("distill")
@@ -293,13 +307,15 @@ def distill(snapshot: str, out: str, **kw: Any) -> None:
 
     The teacher must share the student's tokenizer: pass --tokenizer TEACHER_FOLDER for a
     Hugging Face teacher (e.g. SmolLM2 from `assay train smollm2`)."""
-    from trainer_bridge.trainer import train as run
 
     try:
         cfg = _config(snapshot, out, kw)
+        from trainer_bridge.trainer import Trainer
+
+        trainer = Trainer(cfg)  # loader and config errors are usage errors
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    _summary(run(cfg))
+    _summary(trainer.run())
 
 
 @train.command("smollm2")

@@ -142,3 +142,24 @@ def test_a_phase_smaller_than_its_share_is_reread_in_new_orders(
 def test_phase_budget_needs_a_curriculum_snapshot(real_snapshot: Path, tokenizer_dir: Path) -> None:
     with pytest.raises(ValueError, match="not a curriculum snapshot"):
         ShardLoader(real_snapshot, tokenizer_dir, seq_len=T, batch_size=B, phase_budget=BUDGET)
+
+
+def test_cli_phase_to_budget(whole: Path, real_snapshot: Path, tokenizer_dir: Path,
+                             tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from trainer_bridge.cli import train
+
+    args = ["--tokenizer", str(tokenizer_dir), "--layers", "1", "--d-model", "32", "--heads", "2",
+            "--kv-heads", "1", "--seq-len", str(T), "--batch-size", str(B), "--steps", "4",
+            "--warmup", "1", "--log-every", "0", "--shuffle-buffer", "0",
+            "--phase-to-budget"]
+    bad = CliRunner().invoke(train, ["pretrain", str(real_snapshot), str(tmp_path / "x"), *args])
+    assert bad.exit_code == 2 and "not a curriculum snapshot" in bad.output
+    ok = CliRunner().invoke(train, ["pretrain", str(whole), str(tmp_path / "ok"), *args])
+    assert ok.exit_code == 0, ok.output
+    state = __import__("torch").load(tmp_path / "ok" / "checkpoint.pt", weights_only=False)
+    assert state["loader"]["phase_budget"] == 4 * B * T
+    assert json.loads(ok.output[ok.output.index("{"):])["final_loss"] > 0
