@@ -133,23 +133,25 @@ def part_qat(a: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                 warmup_steps=2,
                 init_from=str(base_dir),
                 qat=qat,
+                qat_group_size=a.int4_group,
                 seed=1,
                 **common,
             )
         )  # type: ignore[arg-type]
     data = build_eval_tensor(read_texts(a.eval, max_chars=400_000), tok, 128, a.eval_seqs)
     calib = build_eval_tensor(read_texts(a.calib, max_chars=400_000), tok, 128, 32)[:, :-1]
+    g = a.int4_group
     fp, _ = load_model(work / "fp32_more")
     qat_m, _ = load_model(work / "qat_int4")
     rows = [_row("assay GPT fp32 (+extra fp32 steps)", fp, data, fp32_size(fp), None)]
     base = rows[0]["ppl"]
     for name, build in (
-        ("PTQ int4 RTN", lambda: quantize_model(copy.deepcopy(fp), "int4")),
-        ("PTQ int4 GPTQ", lambda: quantize_model_gptq(copy.deepcopy(fp), calib)),
-        ("QAT int4 (extra steps fake-quantized) + RTN", lambda: quantize_model(qat_m, "int4")),
+        ("PTQ int4 RTN", lambda: quantize_model(copy.deepcopy(fp), "int4", g)),
+        ("PTQ int4 GPTQ", lambda: quantize_model_gptq(copy.deepcopy(fp), calib, g)),
+        ("QAT int4 (extra steps fake-quantized) + RTN", lambda: quantize_model(qat_m, "int4", g)),
     ):
         q = build()
-        size = _size_of_quantized(q, work / name.split(" (")[0].replace(" ", "_"), "int4", 32, tok)
+        size = _size_of_quantized(q, work / name.split(" (")[0].replace(" ", "_"), "int4", g, tok)
         rows.append(_row("assay GPT " + name, q, data, size, base))
         print(json.dumps(rows[-1]), flush=True)
     rows[-1]["qat_fp32_ppl"] = math.exp(evaluate(load_model(work / "qat_int4")[0], data))
@@ -170,6 +172,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--smol-group", type=int, default=64)
     ap.add_argument("--base-steps", type=int, default=100)
     ap.add_argument("--extra-steps", type=int, default=30)
+    ap.add_argument("--int4-group", type=int, default=32,
+                    help="assay GPT part: int4 group size of PTQ (RTN, GPTQ) and QAT alike; "
+                    "128 = one group per input row of the d=128 layers (per channel)")
     ap.add_argument("--gguf", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)

@@ -89,6 +89,7 @@ class TrainConfig:
     teacher_cache: str | None = None  # folder for cached top-k teacher logits (needs kd_top_k)
     data_seed: int | None = None  # loader shuffle seed; None: `seed` (init and data together)
     qat: str | None = None  # "int8" / "int4": train with fake-quantized linear weights
+    qat_group_size: int = 32  # int4 QAT: input channels per (scale, zero) group
     quiet: bool = False
 
     def __post_init__(self) -> None:
@@ -326,7 +327,7 @@ class Trainer:
         if cfg.qat:
             from trainer_bridge.quantize import prepare_qat
 
-            prepare_qat(self.model, cfg.qat)
+            prepare_qat(self.model, cfg.qat, cfg.qat_group_size)
         self.model.to(self.device)
         self.precision = (
             ("bf16" if self.device.startswith("cuda") else "fp32")
