@@ -2,7 +2,8 @@
 
 What a user times: start the command on a JSONL file, wait for the output. Both sides are
 separate processes started the same way (``python -m ...``), timed from spawn to exit (wall)
-and by the child's CPU seconds (``RUSAGE_CHILDREN``), so interpreter start, imports, numba
+and by the CPU seconds of the command's whole process tree (``bench._tree_cpu``: the bench
+is a child subreaper and waits for every descendant), so interpreter start, imports, numba
 cache loading, reading and writing all count.
 
 - **assay**: ``python -m pipeline.cli dedup minhash IN OUT`` (remove mode, threshold 0.8,
@@ -19,11 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +29,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _timed(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if p.returncode:
-        raise SystemExit(f"{cmd[:4]} failed: {p.stderr[-2000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu, "stdout": p.stdout[-400:]}
+    """Wall from spawn to the last exit; CPU of the command and of every process it started
+    (forkserver workers included: :mod:`bench._tree_cpu`)."""
+    from bench._tree_cpu import run_cmd_measured
+
+    try:
+        return run_cmd_measured(cmd, env)
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -32,19 +32,14 @@ def _lid_model_path() -> str:
     return str(default_model_path())
 
 
-def _children_cpu() -> float:
-    import resource
-
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def run_assay(files: list[Path], out: Path, workers: int, split: int = 1,
+def run_assay(files: list[str], out: str, workers: int, split: int = 1,
               lid_max_chars: int | None = 10_000, write_dropped: bool = False) -> dict[str, Any]:
-    """assay's pipeline; ``lid_max_chars=None`` reads the whole page for LID, as datatrove does."""
+    """assay's pipeline; ``lid_max_chars=None`` reads the whole page for LID, as datatrove does.
+    ``wall_s`` is the pipeline's own wall time, in this process (for CPU see :func:`measured`)."""
     from pipeline.run import run_spec
     from pipeline.spec import PipelineSpec
 
+    out = Path(out)
     spec = PipelineSpec.from_dict({
         "name": "bench-pipeline",
         "input": {"paths": [str(f) for f in files], "split": split},
@@ -58,17 +53,16 @@ def run_assay(files: list[Path], out: Path, workers: int, split: int = 1,
             {"kind": "dedup.exact"},
         ],
     })
-    t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
+    t0 = time.perf_counter()
     m = run_spec(spec, progress=False, workers=workers)
     wall = time.perf_counter() - t0
-    cpu = time.process_time() - c0 + _children_cpu() - k0
     stats_path = out / "stats.json"
     per_stage = []
     if stats_path.exists():  # the per-stage profile (CPU seconds of the workers, summed)
         st = json.loads(stats_path.read_text())
         per_stage = [{k: s.get(k) for k in ("name", "docs_in", "docs_out", "bytes_in", "wall_s", "cpu_s", "dropped")}
                      for s in st.get("stages", [])]
-    return {"wall_s": wall, "cpu_s": cpu, "docs_in": m["stats"]["docs_in"],
+    return {"wall_s": wall, "docs_in": m["stats"]["docs_in"],
             "docs_out": m["totals"]["rows"], "shards": len(files) * split, "per_stage": per_stage}
 
 
@@ -85,10 +79,11 @@ def _resiliparse_extractor() -> Any:
     return ResiliparseExtractor()
 
 
-def run_datatrove(files: list[Path], work: Path, workers: int, extractor: str,
+def run_datatrove(files: list[str], work: str, workers: int, extractor: str,
                   explain: bool = False) -> dict[str, Any]:
     """datatrove's pipeline, one task per file. ``explain``: exclusion writers record why each
     dropped page was dropped (an untimed diagnostic run)."""
+    work = Path(work)
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup.exact_dedup import (
         ExactDedupConfig,
@@ -104,7 +99,7 @@ def run_datatrove(files: list[Path], work: Path, workers: int, extractor: str,
     inp = work / "in"
     inp.mkdir(parents=True)
     for f in files:
-        (inp / f.name).symlink_to(f.resolve())
+        (inp / Path(f).name).symlink_to(Path(f).resolve())
     cfg = ExactDedupConfig(content_getter=_content)
     excl = (lambda name: JsonlWriter(str(work / "excluded" / name))) if explain else (lambda name: None)
     lang_filter = LanguageFilter(languages=["en"], language_threshold=0.65, exclusion_writer=excl("lang"))
@@ -113,7 +108,7 @@ def run_datatrove(files: list[Path], work: Path, workers: int, extractor: str,
     lang_filter.model.MODEL_URL = _lid_model_path()
     ext = Trafilatura(favour_precision=True, timeout=1.0) if extractor == "trafilatura" else _resiliparse_extractor()
     tasks = len(files)
-    t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
+    t0 = time.perf_counter()
     LocalPipelineExecutor(
         pipeline=[
             WarcReader(str(inp), glob_pattern="*.warc*"),
@@ -138,11 +133,29 @@ def run_datatrove(files: list[Path], work: Path, workers: int, extractor: str,
         tasks=tasks, workers=workers, logging_dir=str(work / "logs3"),
     ).run()
     wall = time.perf_counter() - t0
-    cpu = time.process_time() - c0 + _children_cpu() - k0
     import pyarrow.dataset as ds
 
     out_rows = ds.dataset(str(work / "out"), format="parquet").count_rows() if (work / "out").exists() else 0
-    return {"wall_s": wall, "cpu_s": cpu, "docs_out": out_rows, "tasks": tasks}
+    per_step = []  # datatrove's own per-step timers (wall time inside each step, summed over tasks)
+    for logs in ("logs1", "logs2", "logs3"):
+        f = work / logs / "stats.json"
+        if f.exists():
+            for st in json.loads(f.read_text()):
+                total = (st.get("time_stats") or {}).get("total")
+                if total is not None:
+                    per_step.append({"name": f"{logs}: {st.get('name')}", "total_s": round(float(total), 3)})
+    return {"wall_s": wall, "docs_out": out_rows, "tasks": tasks, "per_step": per_step}
+
+
+def measured(func: str, **kwargs: Any) -> dict[str, Any]:
+    """``func`` (``run_assay`` / ``run_datatrove``) in a fresh process; ``cpu_s`` is the CPU of
+    that process and every process it started (workers, forkserver, managers), see
+    :mod:`bench._tree_cpu`. Start-up and imports are inside on both sides."""
+    from bench._tree_cpu import run_measured
+
+    r = run_measured(f"bench.pipeline:{func}", kwargs)
+    r["cpu_s"] = r.pop("tree_cpu_s")
+    return r
 
 
 def _assay_status(out: Path) -> dict[str, tuple[str, str | None]]:
@@ -195,9 +208,9 @@ def explain_kept_difference(files: list[Path], tmp: Path, workers: int) -> dict[
     kept by one side only: the other side's reason, and whether the two extracted texts differ.
     For LID drops the score both sides' model gives each side's text is recomputed here.
     """
-    run_assay(files, tmp / "ex-assay", workers, 1, None, write_dropped=True)
+    run_assay([str(f) for f in files], str(tmp / "ex-assay"), workers, 1, None, write_dropped=True)
     a = _assay_status(tmp / "ex-assay")
-    run_datatrove(files, tmp / "ex-dt", workers, "resiliparse", explain=True)
+    run_datatrove([str(f) for f in files], str(tmp / "ex-dt"), workers, "resiliparse", explain=True)
     d = _datatrove_status(tmp / "ex-dt")
     from collections import Counter
 
@@ -237,61 +250,94 @@ def explain_kept_difference(files: list[Path], tmp: Path, workers: int) -> dict[
     }
 
 
+def _pair(res: dict[str, Any], ours: str, theirs: str) -> None:
+    a, d = res[ours], res[theirs]
+    d["assay_speedup_wall"] = round(d["wall_s"] / a["wall_s"], 2)
+    d["assay_speedup_cpu"] = round(d["cpu_s"] / a["cpu_s"], 2)
+    d["compared_with"] = ours
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="assay bench pipeline", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--input", default=str(DEFAULT_INPUT), help="folder of .warc.gz files (default: ../shared/data/warc)")
+    ap.add_argument("--input", default=str(DEFAULT_INPUT),
+                    help="folder of .warc.gz files (default: ../shared/data/warc; the 12,000-page corpus: "
+                         "`assay bench warc_corpus`, then --input ~/.cache/assay/warc-corpus/warc)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes on both sides")
     ap.add_argument("--split", type=int, default=2,
                     help="assay's input.split for the as-shipped row (datatrove has no equivalent)")
     ap.add_argument("--datatrove-extractor", choices=["trafilatura", "resiliparse", "both"], default="both")
+    ap.add_argument("--shipped-files", type=int, default=0,
+                    help="the as-shipped pair (assay as shipped vs datatrove + Trafilatura) reads only the "
+                         "first N files, both sides (default: all)")
     ap.add_argument("--no-explain", action="store_true", help="skip the kept-set diff")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
     files = sorted(Path(args.input).glob("*.warc*"))
     if not files:
         raise SystemExit(f"no WARC files in {args.input}")
+    shipped = files[: args.shipped_files] if args.shipped_files else files
     mb = sum(f.stat().st_size for f in files) / 1e6
     tmp = Path(tempfile.mkdtemp(prefix="assay-bench-"))
+    fs, ss = [str(f) for f in files], [str(f) for f in shipped]
+    extractors = ["resiliparse", "trafilatura"] if args.datatrove_extractor == "both" else [args.datatrove_extractor]
     try:
-        res: dict[str, Any] = {"files": len(files), "input_mb_compressed": round(mb, 2), "workers": args.workers}
-        # equal work: one shard per file (= datatrove's one task per file), LID on the whole page
-        res["assay_equal"] = run_assay(files, tmp / "assay-eq", args.workers, 1, None)
+        res: dict[str, Any] = {"files": len(files), "input_mb_compressed": round(mb, 2), "workers": args.workers,
+                               "shipped_files": len(shipped)}
+        # equal work: one shard per file (= datatrove's one task per file), LID on the whole page;
+        # each side in a fresh process, CPU over its whole process tree; pairs run back to back
+        res["assay_equal"] = measured("run_assay", files=fs, out=str(tmp / "assay-eq"), workers=args.workers,
+                                      split=1, lid_max_chars=None)
+        if "resiliparse" in extractors:
+            res["datatrove_resiliparse"] = measured("run_datatrove", files=fs, work=str(tmp / "dt-resiliparse"),
+                                                    workers=args.workers, extractor="resiliparse")
+            _pair(res, "assay_equal", "datatrove_resiliparse")
         # as shipped: input.split and LID on the first 10,000 characters
-        res["assay_shipped"] = run_assay(files, tmp / "assay", args.workers, args.split, 10_000)
-        docs = res["assay_equal"]["docs_in"]
-        extractors = ["resiliparse", "trafilatura"] if args.datatrove_extractor == "both" else [args.datatrove_extractor]
-        for e in extractors:
-            res[f"datatrove_{e}"] = run_datatrove(files, tmp / f"dt-{e}", args.workers, e)
+        res["assay_shipped"] = measured("run_assay", files=ss, out=str(tmp / "assay"), workers=args.workers,
+                                        split=args.split, lid_max_chars=10_000)
+        if "trafilatura" in extractors:
+            res["datatrove_trafilatura"] = measured("run_datatrove", files=ss, work=str(tmp / "dt-trafilatura"),
+                                                    workers=args.workers, extractor="trafilatura")
+            _pair(res, "assay_shipped", "datatrove_trafilatura")
         if not args.no_explain and "resiliparse" in extractors:
             res["kept_difference"] = explain_kept_difference(files, tmp, args.workers)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\n{len(files)} WARC files, {docs} pages, {mb:.1f} MB compressed, {args.workers} workers each\n")
-    print(f"{'pipeline':<52}{'shards':>7}{'wall s':>8}{'CPU s':>8}{'pages/s':>9}{'kept':>6}"
+    docs, docs_s = res["assay_equal"]["docs_in"], res["assay_shipped"]["docs_in"]
+    res["pages"], res["shipped_pages"] = docs, docs_s
+    print(f"\n{len(files)} WARC files, {docs} pages, {mb:.1f} MB compressed, {args.workers} workers each; "
+          f"as-shipped pair on {len(shipped)} files, {docs_s} pages\n")
+    print(f"{'pipeline':<50}{'pages':>7}{'shards':>7}{'wall s':>8}{'CPU s':>8}{'pages/CPU-s':>12}{'kept':>6}"
           f"{'ratio wall':>11}{'ratio CPU':>10}")
-    rows = [("assay, equal work (LID whole page, split 1)", res["assay_equal"]),
-            (f"assay as shipped (LID 10k chars, split {args.split})", res["assay_shipped"])]
-    rows += [(f"datatrove ({e})", res[f"datatrove_{e}"]) for e in extractors]
-    for name, r in rows:
-        w = r["wall_s"]
-        r["docs_per_s"] = round(docs / w, 1)
-        r["mb_per_s"] = round(mb / w, 3)
+    rows = [("assay, equal work (LID whole page, split 1)", "assay_equal", docs)]
+    if "resiliparse" in extractors:
+        rows.append(("datatrove + resiliparse (extractor held equal)", "datatrove_resiliparse", docs))
+    rows.append((f"assay as shipped (LID 10k chars, split {args.split})", "assay_shipped", docs_s))
+    if "trafilatura" in extractors:
+        rows.append(("datatrove + Trafilatura (as shipped)", "datatrove_trafilatura", docs_s))
+    for name, key, n in rows:
+        r = res[key]
+        r["pages_per_cpu_s"] = round(n / r["cpu_s"], 1)
         ratio = ""
-        if name.startswith("datatrove"):
-            # extractor held equal: vs assay doing equal work; as shipped: vs assay as shipped
-            ref = res["assay_equal"] if "resiliparse" in name else res["assay_shipped"]
-            r["assay_speedup_wall"] = round(w / ref["wall_s"], 2)
-            r["assay_speedup_cpu"] = round(r["cpu_s"] / ref["cpu_s"], 2)
+        if "assay_speedup_wall" in r:
             ratio = f"{r['assay_speedup_wall']:>10.1f}x{r['assay_speedup_cpu']:>9.1f}x"
-        print(f"{name:<52}{r.get('shards', r.get('tasks', '')):>7}{w:>8.1f}{r['cpu_s']:>8.1f}"
-              f"{docs / w:>9.1f}{r['docs_out']:>6}{ratio}")
-    print("(datatrove + resiliparse is compared with assay's equal-work row; datatrove as shipped"
-          " with assay as shipped)")
+        print(f"{name:<50}{n:>7}{r.get('shards', r.get('tasks', '')):>7}{r['wall_s']:>8.1f}{r['cpu_s']:>8.1f}"
+              f"{n / r['cpu_s']:>12.1f}{r['docs_out']:>6}{ratio}")
+    print("(wall: the pipeline call inside each process; CPU: that process and every process it started, "
+          "start-up and imports included)")
     print("\nassay per stage (equal-work run; CPU-s summed over workers):")
+    tot = sum((st.get("cpu_s") or 0.0) for st in res["assay_equal"]["per_stage"])
     for st in res["assay_equal"]["per_stage"]:
         cpu = st.get("cpu_s") or 0.0
         mbs = (st.get("bytes_in") or 0) / 1e6 / cpu if cpu else float("nan")
-        print(f"  {st['name']:24s} in {st['docs_in']:>7} out {st['docs_out']:>7} CPU {cpu:7.2f} s  {mbs:8.1f} MB/CPU-s")
+        print(f"  {st['name']:24s} in {st['docs_in']:>7} out {st['docs_out']:>7} CPU {cpu:7.2f} s "
+              f"({100 * cpu / res['assay_equal']['cpu_s']:4.1f}% of the tree)  {mbs:8.1f} MB/CPU-s")
+    print(f"  {'(outside the stages)':24s} CPU {res['assay_equal']['cpu_s'] - tot:7.2f} s: start-up, imports, "
+          "WARC reading, Parquet writing, the exact-dedup reduce, the manifest")
+    for key in ("datatrove_resiliparse", "datatrove_trafilatura"):
+        if res.get(key, {}).get("per_step"):
+            print(f"\n{key} per step (datatrove's own timers: wall s inside each step, summed over tasks):")
+            for st in res[key]["per_step"]:
+                print(f"  {st['name']:40s} {st['total_s']:8.2f} s")
     if "kept_difference" in res:
         k = res["kept_difference"]
         print(f"\nkept-set diff (equal work): assay {k['assay_kept']}, datatrove {k['datatrove_kept']}, "
