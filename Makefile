@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.assay-installed
 
-.PHONY: venv venv-moto venv-vllm deploy-schemas deploy-constraints images demo synth-demo test test-fast test-vllm bench clean
+.PHONY: venv venv-moto venv-vllm venv-dj deploy-schemas deploy-constraints images demo synth-demo test test-fast test-vllm bench clean
 
 venv: $(STAMP)
 
@@ -87,6 +87,19 @@ synth-demo: venv-vllm
 
 test-vllm: venv-vllm
 	$(VPY) -m pytest -q -p no:cacheprovider -m vllm tests/synth
+
+# Data-Juicer (py-data-juicer==1.6.1) for `assay bench datajuicer`, in its own venv: it pins
+# dill==0.3.8 and multiprocess==0.70.16 (the main venv has 0.4.1 and 0.70.19, for datatrove) and pulls
+# pandas 3 and datasets 5. It imports aiohttp without declaring it, and installs fasttext-predict
+# at run time unless present: both pinned here. Not needed by the tests or CI.
+DJ_VENV ?= .venv-dj
+venv-dj: $(DJ_VENV)/.assay-dj-installed
+
+$(DJ_VENV)/.assay-dj-installed:
+	$(PYTHON) -m venv $(DJ_VENV)
+	$(DJ_VENV)/bin/python -m pip install -q "py-data-juicer==1.6.1" "aiohttp==3.14.5" "fasttext-predict==0.9.2.4"
+	$(DJ_VENV)/bin/python -c "import data_juicer.ops.filter, data_juicer.ops.deduplicator"
+	touch $@
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow and not ray" -p no:cacheprovider

@@ -114,7 +114,7 @@ def run_cmd_measured(cmd: list[str], env: dict[str, str] | None = None, cwd: Pat
     if p.returncode:
         raise RuntimeError(f"{cmd[:4]} exited {p.returncode}: {p.stderr[-2000:]}")
     return {"wall_s": wall, "cpu_s": _children_cpu() - k0, "orphans_reaped": reaped,
-            "stdout": p.stdout[-400:], "stderr": p.stderr[-400:]}
+            "stdout": p.stdout, "stderr": p.stderr[-2000:]}
 
 
 def _burn(workers: int, cpu_s: float) -> dict[str, Any]:

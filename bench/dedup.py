@@ -371,29 +371,26 @@ def _whole_run_worker(side: str, inp: str, out: str, work: str, threshold: float
 def whole_run(table: pa.Table, work: Path, threshold: float) -> dict[str, Any]:
     """assay and datatrove as whole fresh processes on the same docs, one task each per step.
 
-    Wall time from spawn to exit and the child's CPU seconds (``RUSAGE_CHILDREN``): both sides
-    pay their interpreter start, imports and set-up (numba cache load / spaCy) inside the timer.
+    Wall time from spawn to the last exit and the CPU seconds of each side's whole process tree
+    (:mod:`bench._tree_cpu`, so any worker process counts): both sides pay their interpreter
+    start, imports and set-up (numba cache load / spaCy) inside the timer.
     """
-    import resource
+    from bench._tree_cpu import run_cmd_measured
 
     work.mkdir(parents=True, exist_ok=True)
     inp = work / "in.parquet"
     pq.write_table(table, inp)
-    repo = str(Path(__file__).resolve().parents[1])
+    repo = Path(__file__).resolve().parents[1]
     res: dict[str, Any] = {"docs": table.num_rows}
     for side in ("assay", "datatrove"):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.perf_counter()
-        p = subprocess.run(
+        p = run_cmd_measured(
             [sys.executable, "-m", "bench.dedup", "--worker", side, "--worker-in", str(inp),
              "--worker-out", str(work / f"{side}.npy"), "--worker-dir", str(work / side),
              "--threshold", str(threshold)],
-            capture_output=True, text=True, cwd=repo, check=True,
+            cwd=repo,
         )
-        wall = time.perf_counter() - t0
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        inner = json.loads(p.stdout.strip().splitlines()[-1])
+        wall, cpu = p["wall_s"], p["cpu_s"]
+        inner = json.loads(p["stdout"].strip().splitlines()[-1])
         res[side] = {"wall_s": wall, "cpu_s": cpu, **inner,
                      "predicted": np.load(work / f"{side}.npy")}
     a, d = res["assay"], res["datatrove"]

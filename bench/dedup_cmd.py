@@ -34,7 +34,9 @@ def _timed(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     from bench._tree_cpu import run_cmd_measured
 
     try:
-        return run_cmd_measured(cmd, env)
+        r = run_cmd_measured(cmd, env)
+        r["stdout"] = r["stdout"][-400:]
+        return r
     except RuntimeError as e:
         raise SystemExit(str(e)) from None
 
