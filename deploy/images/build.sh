@@ -53,4 +53,17 @@ for img in worker api; do
   fi
   buildah rm "$c" >/dev/null
 done
-buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' | grep -E 'assay-(worker|api)'
+
+# PostgreSQL for compose: the official image where a registry answers, else one from Debian's
+# postgresql-15 package on the same base (compose takes it as ASSAY_POSTGRES_IMAGE)
+POSTGRES_IMAGE=${POSTGRES_IMAGE:-docker.io/library/postgres:15.10-bookworm}
+if ! have_image "$POSTGRES_IMAGE" && ! buildah pull -q "$POSTGRES_IMAGE" >/dev/null 2>&1; then
+  echo "build.sh: cannot pull $POSTGRES_IMAGE; building localhost/assay-postgres:15 from Debian's postgresql-15" >&2
+  buildah bud --isolation="$ISOLATION" --layers "${ca[@]}" --build-arg PYTHON_IMAGE="$PYTHON_IMAGE" \
+    -f deploy/images/Containerfile.postgres -t localhost/assay-postgres:15 .
+  c=$(buildah from localhost/assay-postgres:15)
+  buildah run --isolation="$ISOLATION" --user postgres "$c" -- postgres --version
+  buildah rm "$c" >/dev/null
+  echo "build.sh: compose with ASSAY_POSTGRES_IMAGE=localhost/assay-postgres:15" >&2
+fi
+buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' | grep -E 'assay-(worker|api|postgres)'

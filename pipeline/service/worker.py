@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 import sys
@@ -28,16 +29,22 @@ from pipeline.service.catalog import Catalog, jobs
 
 
 class Scrubber:
-    """Replaces server paths in text with what a client may see."""
+    """Replaces server paths in text with what a client may see.
+
+    A root is replaced only where it stands as a whole path, not inside another one: with the
+    input root ``/data`` (the compose stack's), a spec's relative ``examples/data/*.warc.gz`` and
+    ``/database`` stay as they are, and the manifest a client gets equals the one on disk.
+    """
 
     def __init__(self, root: Path, input_roots: list[str]):
-        self.pairs = [(str(Path(r).resolve()), f"<input-root-{i}>") for i, r in enumerate(input_roots)]
-        self.pairs.append((str(root.resolve()), "<service-root>"))
-        self.pairs.sort(key=lambda p: -len(p[0]))
+        pairs = [(str(Path(r).resolve()), f"<input-root-{i}>") for i, r in enumerate(input_roots)]
+        pairs.append((str(root.resolve()), "<service-root>"))
+        pairs.sort(key=lambda p: -len(p[0]))
+        self.pairs = [(re.compile(rf"(?<![\w.~-]){re.escape(a)}(?![\w.~-])"), b) for a, b in pairs if a != "/"]
 
     def __call__(self, text: str) -> str:
         for a, b in self.pairs:
-            text = text.replace(a, b)
+            text = a.sub(b, text)
         return text
 
 

@@ -220,3 +220,130 @@ def test_constraints_agree_with_every_pin_in_pyproject():
             assert pins[key] == m.group(3), f"constraints.txt has {key}=={pins[key]}, pyproject pins {m.group(3)}"
             checked += 1
     assert checked >= 20
+
+
+def test_the_api_joins_the_ray_cluster_it_drives():
+    """A Ray driver must run on a Ray node (found running the compose stack live: `ray.init(
+    "ray-head:6379")` from the API container failed with "No node info found"). The API image's
+    entrypoint joins ASSAY_RAY_ADDRESS as a CPU-less node; compose and Kubernetes set it to the
+    address the API's `--ray` names."""
+    api_cf = (DEPLOY / "images" / "Containerfile.api").read_text()
+    assert 'ENTRYPOINT ["/usr/local/bin/assay-api-entrypoint"]' in api_cf
+    assert "COPY deploy/images/api-entrypoint.sh /usr/local/bin/assay-api-entrypoint" in api_cf
+    api = _compose()["services"]["api"]
+    cmd = api["command"]
+    assert api["environment"]["ASSAY_RAY_ADDRESS"] == cmd[cmd.index("--ray") + 1]
+    assert api["environment"]["RAY_AUTH_MODE"] == "token", "the merged Ray environment is kept"
+    dep = next(d for _, d in _all_k8s() if d["kind"] == "Deployment")
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["ASSAY_RAY_ADDRESS"] == c["args"][c["args"].index("--ray") + 1]
+    assert "/dev/shm" in {m["mountPath"] for m in c["volumeMounts"]}
+
+
+def _fake_ray(tmp_path: Path) -> tuple[Path, Path]:
+    bindir, calls = tmp_path / "bin", tmp_path / "calls"
+    bindir.mkdir()
+    (bindir / "ray").write_text(f'#!/bin/sh\necho "ray $*" >> {calls}\n')
+    (bindir / "ray").chmod(0o755)
+    return bindir, calls
+
+
+def test_api_entrypoint_joins_runs_the_command_and_stops_the_node(tmp_path: Path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    bindir, calls = _fake_ray(tmp_path)
+    script = DEPLOY / "images" / "api-entrypoint.sh"
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "ASSAY_RAY_ADDRESS": "head:6379"}
+    p = subprocess.run([str(script), "sh", "-c", "echo served; exit 3"], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 3 and "served" in p.stdout, "the command runs and its exit status is the container's"
+    lines = calls.read_text().splitlines()
+    assert lines[0].startswith("ray start --address=head:6379 --num-cpus=0 ")
+    assert lines[-1] == "ray stop --force"
+    # SIGTERM (a container stop) reaches the command; the node is stopped after it
+    calls.unlink()
+    marker = tmp_path / "got-term"
+    proc = subprocess.Popen([str(script), "sh", "-c", f"trap 'touch {marker}; exit 0' TERM; while :; do sleep 0.1; done"],
+                            env=env)
+    deadline = time.monotonic() + 30
+    while not calls.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    assert marker.exists() and calls.read_text().splitlines()[-1] == "ray stop --force"
+    # without ASSAY_RAY_ADDRESS no Ray node is started
+    calls.unlink()
+    env.pop("ASSAY_RAY_ADDRESS")
+    assert subprocess.run([str(script), "true"], env=env, timeout=60).returncode == 0
+    assert not calls.exists()
+
+
+def test_api_entrypoint_gives_up_with_a_message_when_the_cluster_never_answers(tmp_path: Path):
+    import os
+    import subprocess
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "ray").write_text("#!/bin/sh\necho 'ConnectionError: cannot reach head:6379' >&2\nexit 1\n")
+    (bindir / "ray").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "ASSAY_RAY_ADDRESS": "head:6379",
+           "ASSAY_RAY_START_TRIES": "2"}
+    p = subprocess.run([str(DEPLOY / "images" / "api-entrypoint.sh"), "echo", "never"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "never" not in p.stdout
+    assert "could not join the Ray cluster at head:6379" in p.stderr and "cannot reach head:6379" in p.stderr
+
+
+def test_image_requirements_are_the_extras_of_pyproject():
+    """deploy/images/requirements.py (the images' dependency layer) lists exactly the project's
+    dependencies plus those of the extras, self-references such as assay[...] resolved."""
+    import subprocess
+
+    helper = DEPLOY / "images" / "requirements.py"
+    pp = _pyproject()["project"]
+    opt = pp["optional-dependencies"]
+
+    def listed(extras: str) -> set[str]:
+        out = subprocess.run([sys.executable, str(helper), str(REPO / "pyproject.toml"), extras],
+                             capture_output=True, text=True, check=True).stdout
+        return set(out.split())
+
+    want = set(pp["dependencies"]) | {r for e in ("ray", "dedup", "storage", "service") for r in opt[e]}
+    assert listed("ray,dedup,storage,service") == want
+    everything = listed("all")
+    assert {r for r in opt["train"]} <= everything and not any(r.startswith("assay[") for r in everything)
+    assert not any(r.startswith("torch") for r in listed("service,storage,dedup,ray")), "no torch in the API image"
+    bad = subprocess.run([sys.executable, str(helper), str(REPO / "pyproject.toml"), "ray,nosuch"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "nosuch" in bad.stderr
+
+
+def test_raycluster_reads_as_rays_kuberay_autoscaler_reads_it():
+    """The RayCluster through Ray's own KubeRay code: the in-tree autoscaler (enableInTreeAutoscaling)
+    derives its node types from the CR with ray.autoscaler's kuberay module and validates them
+    against ray-schema.json. The head takes no stage work; the worker group's bounds and sizes
+    are what the manifest says."""
+    from ray.autoscaler._private.kuberay.autoscaling_config import _derive_autoscaling_config_from_ray_cr
+    from ray.autoscaler._private.util import validate_config
+
+    rc = next(d for _, d in _all_k8s() if d["kind"] == "RayCluster")
+    rc = {**rc, "metadata": {**rc["metadata"], "namespace": "assay"}}  # the API server sets it
+    cfg = _derive_autoscaling_config_from_ray_cr(rc)
+    validate_config(cfg)
+    types = cfg["available_node_types"]
+    assert types["headgroup"]["resources"]["CPU"] == 0
+    group = rc["spec"]["workerGroupSpecs"][0]
+    w = types[group["groupName"]]
+    assert (w["min_workers"], w["max_workers"]) == (group["minReplicas"], group["maxReplicas"])
+    assert w["resources"]["CPU"] >= 1 and w["resources"]["memory"] >= 8 * 2**30
+    assert cfg["idle_timeout_minutes"] == rc["spec"]["autoscalerOptions"]["idleTimeoutSeconds"] / 60
+    # the same code rejects a group that asks for a nonsense CPU count
+    bad = yaml.safe_load(yaml.safe_dump(rc))
+    bad["spec"]["workerGroupSpecs"][0]["rayStartParams"] = {"num-cpus": "eight"}
+    with pytest.raises(Exception):
+        validate_config(_derive_autoscaling_config_from_ray_cr(bad))
