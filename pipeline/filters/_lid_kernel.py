@@ -253,3 +253,58 @@ def predict_batch(  # type: ignore[no-untyped-def]
         if best >= 0:
             out_label[d] = best
             out_score[d] = np.float32(math.exp(best_score))
+
+
+@nb.njit(cache=True)
+def word_rows(word_bytes, word_offsets, eos_id, minn, maxn, bucket, bucket_row):  # type: ignore[no-untyped-def]
+    """``Dictionary::initNgrams``: each word's hash and rows (itself, then its n-grams' kept
+    rows), as (hashes, CSR offsets, rows)."""
+    nwords = word_offsets.shape[0] - 1
+    hashes = np.zeros(nwords, np.uint32)
+    offsets = np.zeros(nwords + 1, np.int64)
+    cap = 16 * nwords + 16
+    rows = np.empty(cap, np.int32)
+    n = 0
+    for w in range(nwords):
+        p = word_offsets[w]
+        q = word_offsets[w + 1]
+        h = np.int64(_FNV_OFFSET)
+        for k in range(p, q):
+            h = _fnv(h, word_bytes[k])
+        hashes[w] = np.uint32(h)
+        if n + 1 + 3 * (q - p + 2) > cap:
+            bigger = np.empty(2 * cap + 3 * (q - p + 2), np.int32)
+            bigger[:n] = rows[:n]
+            rows = bigger
+            cap = bigger.shape[0]
+        rows[n] = w
+        n += 1
+        if w != eos_id:
+            n = _subword_rows(word_bytes, p, q, minn, maxn, bucket, bucket_row, rows, n)
+        offsets[w + 1] = n
+    return hashes, offsets, rows[:n].copy()
+
+
+@nb.njit(cache=True)
+def _subword_rows(data, p, q, minn, maxn, bucket, bucket_row, rows, n):  # type: ignore[no-untyped-def]
+    """The kept rows of ``computeSubwords("<" + token + ">")``, appended to ``rows`` at ``n``."""
+    wlen = q - p + 2
+    for i in range(wlen):
+        if (_word_byte(data, p, wlen, i) & 0xC0) == 0x80:
+            continue
+        h = np.int64(_FNV_OFFSET)
+        j = i
+        k = 1
+        while j < wlen and k <= maxn:
+            h = _fnv(h, _word_byte(data, p, wlen, j))
+            j += 1
+            while j < wlen and (_word_byte(data, p, wlen, j) & 0xC0) == 0x80:
+                h = _fnv(h, _word_byte(data, p, wlen, j))
+                j += 1
+            if k >= minn and not (k == 1 and (i == 0 or j == wlen)):
+                r = bucket_row[h % bucket]
+                if r >= 0:
+                    rows[n] = r
+                    n += 1
+            k += 1
+    return n

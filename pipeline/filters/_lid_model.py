@@ -52,6 +52,7 @@ class LidModel:
     out_nsubq: int
     out_dsub: int
     out_lastdsub: int
+    eos_id: int  # the word "</s>" (-1: not in the vocabulary)
     tree_left: np.ndarray  # int32 [2 * nlabels - 1]
     tree_right: np.ndarray  # int32
 
@@ -178,8 +179,27 @@ def _build_tree(counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
     return left, right
 
 
-def load(path: str) -> LidModel:
-    """Parse a fastText supervised model with hierarchical-softmax or softmax loss."""
+def _word_rows_reference(
+    words: list[bytes], minn: int, maxn: int, bucket: int, bucket_row: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``Dictionary::initNgrams`` in Python (the numba ``word_rows``' reference)."""
+    rows: list[int] = []
+    offsets = [0]
+    for i, w in enumerate(words):
+        rows.append(i)
+        if w != b"</s>":
+            for h in subword_hashes(b"<" + w + b">", minn, maxn):
+                row = int(bucket_row[h % bucket])
+                if row >= 0:
+                    rows.append(row)
+        offsets.append(len(rows))
+    hashes = np.array([fnv1a(w) for w in words], np.uint32)
+    return hashes, np.array(offsets, np.int64), np.array(rows, np.int32)
+
+
+def load(path: str, fast: bool = True) -> LidModel:
+    """Parse a fastText supervised model (hierarchical softmax, wordNgrams=1, like lid.176);
+    ``fast``: the words' n-gram rows by the numba kernel, else by the Python reference."""
     with open(path, "rb") as f:
         r = _Reader(f.read())
     magic, version = r.take("<2i")
@@ -226,7 +246,18 @@ def load(path: str) -> LidModel:
     out = _read_matrix(r, quant_input and qout)
 
     # the word table and each word's rows (Dictionary::initNgrams)
-    word_hash = np.array([fnv1a(w) for w in words], np.uint32)
+    word_offsets = np.zeros(nwords + 1, np.int64)
+    word_offsets[1:] = np.cumsum([len(w) for w in words])
+    word_bytes = np.frombuffer(b"".join(words), np.uint8).copy()
+    eos_id = words.index(b"</s>") if b"</s>" in words else -1
+    if fast:
+        from pipeline.filters._lid_kernel import word_rows
+
+        word_hash, sub_offsets, sub_rows = word_rows(
+            word_bytes, word_offsets, eos_id, minn, maxn, bucket, bucket_row
+        )
+    else:
+        word_hash, sub_offsets, sub_rows = _word_rows_reference(words, minn, maxn, bucket, bucket_row)
     tsize = 1 << max(4, (2 * nwords).bit_length())
     table = np.full(tsize, -1, np.int32)
     for i, h in enumerate(word_hash.tolist()):
@@ -234,18 +265,6 @@ def load(path: str) -> LidModel:
         while table[s] != -1:
             s = (s + 1) & (tsize - 1)
         table[s] = i
-    word_offsets = np.zeros(nwords + 1, np.int64)
-    word_offsets[1:] = np.cumsum([len(w) for w in words])
-    sub_rows: list[int] = []
-    sub_offsets = [0]
-    for i, w in enumerate(words):
-        sub_rows.append(i)
-        if w != b"</s>":
-            for h in subword_hashes(b"<" + w + b">", minn, maxn):
-                row = int(bucket_row[h % bucket])
-                if row >= 0:
-                    sub_rows.append(row)
-        sub_offsets.append(len(sub_rows))
     left, right = _build_tree(label_counts)
     empty_f = np.zeros(0, np.float32)
     return LidModel(
@@ -259,10 +278,11 @@ def load(path: str) -> LidModel:
         bucket_row=bucket_row,
         word_table=table,
         word_hash=word_hash,
-        word_bytes=np.frombuffer(b"".join(words), np.uint8).copy(),
+        word_bytes=word_bytes,
         word_offsets=word_offsets,
-        sub_offsets=np.array(sub_offsets, np.int64),
-        sub_rows=np.array(sub_rows, np.int32),
+        sub_offsets=sub_offsets,
+        sub_rows=sub_rows,
+        eos_id=eos_id,
         out_kind=0 if "dense" in out else 1,
         out_dense=np.ascontiguousarray(out["dense"], np.float32) if "dense" in out else empty_f.reshape(0, dim),
         out_codes=out.get("codes", np.zeros((0, 1), np.uint8)),

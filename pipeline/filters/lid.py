@@ -80,11 +80,7 @@ class _KernelLid:
 
         self.m = _lid_model.load(path)
         self.labels = self.m.labels
-        words = self.m.word_bytes.tobytes()
-        offs = self.m.word_offsets
-        self.eos_id = next(
-            (i for i in range(self.m.nwords) if words[offs[i] : offs[i + 1]] == b"</s>"), -1
-        )
+        self.eos_id = self.m.eos_id
 
     def predict_column(
         self, column: pa.Array | pa.ChunkedArray, max_chars: int | None

@@ -208,3 +208,28 @@ def test_kernel_reads_arrow_chunks_slices_and_nulls(lid, paragraphs):
     sliced = pa.array([None, *texts, ""], pa.large_string()).slice(1, 60)
     got = lid._predict_column(sliced)
     assert got[0] == expected[0] and np.array_equal(got[1], expected[1])
+
+
+def test_model_reader_against_fasttext_and_its_python_reference():
+    """The .ftz reader: decoded input rows equal fastText's own (getInputVector), in-vocabulary
+    words carry fastText's subword rows, and the numba table builder equals the Python one."""
+    import fasttext
+    import fasttext_pybind
+
+    from pipeline.filters import _lid_model
+
+    path = default_model_path()
+    ours = _lid_model.load(path)
+    ref = _lid_model.load(path, fast=False)
+    for f in ("word_hash", "sub_offsets", "sub_rows", "word_table", "input_rows"):
+        assert np.array_equal(getattr(ours, f), getattr(ref, f)), f
+    ft = fasttext.load_model(path)
+    assert ours.labels == [lab.removeprefix("__label__") for lab in ft.labels]
+    for i in random.Random(0).sample(range(ours.input_rows.shape[0]), 300):
+        vec = fasttext_pybind.Vector(ours.dim)
+        ft.f.getInputVector(vec, i)
+        assert np.array_equal(np.array(vec), ours.input_rows[i]), i
+    for w in ft.words[:200]:
+        wid = ft.get_word_id(w)
+        rows = ours.sub_rows[ours.sub_offsets[wid] : ours.sub_offsets[wid + 1]]
+        assert list(ft.get_subwords(w)[1]) == rows.tolist(), w

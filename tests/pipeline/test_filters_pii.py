@@ -161,33 +161,6 @@ def _reference_runs(text: str) -> list[tuple[int, int, int]]:
     return sorted(out)
 
 
-def _reference_redact(stage: PiiRedactStage, text: str) -> tuple[str, int]:
-    """The patterns over the whole text, one after another (what pii.redact did before runs)."""
-    from pipeline.filters import pii
-
-    c = stage.config
-    stage._n = 0
-    if c.rules == "datatrove":
-        if c.emails:
-            text, k = pii.DT_EMAIL_RE.subn(c.email_placeholder, text)
-            stage._n += k
-        if c.ips:
-            text = pii.DT_IP_RE.sub(stage._dt_ip, text)
-        return text, stage._n
-    if c.emails and "@" in text:
-        text, k = pii.EMAIL_RE.subn(c.email_placeholder, text)
-        stage._n += k
-    if c.ips:
-        if "." in text:
-            text = pii.IPV4_RE.sub(stage._ip, text)
-        if "::" in text or text.count(":") >= 3:
-            text = pii.IPV6_RE.sub(stage._ip, text)
-    if c.phones:
-        text, k = pii.PHONE_RE.subn(c.phone_placeholder, text)
-        stage._n += k
-    return text, stage._n
-
-
 @pytest.fixture(scope="module")
 def pii_corpus(signed_texts, raw_docs) -> list[str]:
     """300 signed changelogs and copyright files, 600 raw documents, the edge cases."""
@@ -225,7 +198,8 @@ def test_batch_output_equals_the_whole_text_passes(pii_corpus, config):
     the patterns give over the whole text, for inert and for awkward placeholders."""
     stage = PiiRedactStage(config)
     out = stage.process(doc_table(pii_corpus), StageContext("pii"))
-    ref = [_reference_redact(PiiRedactStage(config), t) for t in pii_corpus]
+    reference = PiiRedactStage(config)
+    ref = [reference.redact_reference(t) for t in pii_corpus]
     texts = out.column("text").to_pylist()
     bad = [i for i, (a, (b, _)) in enumerate(zip(texts, ref, strict=True)) if a != b]
     assert not bad, [(pii_corpus[i][:60], texts[i][:60], ref[i][0][:60]) for i in bad[:3]]
