@@ -52,6 +52,7 @@ class ExactDedupConfig(StageConfig):
 @register
 class ExactDedupStage(BarrierStage):
     kind = "dedup.exact"
+    preload = ("polars",)
     Config = ExactDedupConfig
     inputs = (schema.DOC_ID, schema.TEXT)
     outputs = ()

@@ -147,6 +147,7 @@ class MinhashDedupStage(BarrierStage):
     """Near-duplicate removal/annotation with verified MinHash LSH (see module docstring)."""
 
     kind = "dedup.minhash"
+    preload = ("dedup.kernels", "dedup.cc_kernels", "dedup.signature", "dedup.lsh", "dedup.components", "polars")
     Config = MinhashDedupConfig
     inputs = (schema.DOC_ID, schema.TEXT)
     outputs = (schema.DEDUP_CLUSTER, schema.DEDUP_CLUSTER_SIZE)

@@ -99,6 +99,7 @@ class SoftDedupStage(BarrierStage):
     """Per-document sampling weight ∝ 1/commonness under a corpus 4-gram model (see module)."""
 
     kind = "dedup.softdedup"
+    preload = ("dedup.kernels", "dedup.signature")
     Config = SoftDedupConfig
     inputs = (schema.DOC_ID, schema.TEXT)
     outputs = (schema.WEIGHT, COMMONNESS)

@@ -15,7 +15,8 @@ Data actor pools. Neither branches on stage kinds.
 Barrier reduces are plans of small tasks (:mod:`pipeline.reduce`) split into ``partitions``
 hash ranges or shard groups; the driver only sends task descriptors and merges small results.
 In-process they run one after the other, with ``workers > 1`` in the same process pool as the
-shards, on Ray as Ray tasks. The partition count never changes the bytes written.
+shards, on Ray as Ray tasks — with remote storage too (then on the driver's machine, where the
+reduce's files are staged). The partition count never changes the bytes written.
 """
 
 from __future__ import annotations
@@ -330,9 +331,12 @@ class BaseExecutor:
     def _run_tasks(self, spec: PipelineSpec, root: Loc, tasks: list[tuple[int, int, str, bool]]) -> Iterator[dict[str, Any]]:
         raise NotImplementedError
 
-    # ... and how one step of reduce tasks runs (default: in this process, in order)
-    def _run_reduce_tasks(self, spec: PipelineSpec, root: Path, tasks: list[ReduceTask]) -> list[Any]:
-        return run_inline(tasks)
+    # ... and how one step of reduce tasks runs (default: in this process, in order); returns the
+    # results and where they ran ("inline", "pool", "ray", "ray-this-node"). ``on_this_node``: the
+    # tasks' files are in this machine's temp folder, so they must run on this machine
+    def _run_reduce_tasks(self, spec: PipelineSpec, root: Loc, tasks: list[ReduceTask],
+                          on_this_node: bool = False) -> tuple[list[Any], str]:
+        return run_inline(tasks), "inline"
 
     def _reduce_partitions(self, spec: PipelineSpec) -> int:
         return self.partitions or spec.execution.workers
@@ -401,17 +405,21 @@ class BaseExecutor:
         storage.remove_tree(state)  # a reduce killed midway starts over
         partitions = max(1, int(self._reduce_partitions(spec)))
         # reduce tasks work on POSIX folders. Local runs: the run folder itself, and tasks run
-        # wherever the executor puts them. Remote storage: artifacts are fetched and the state
-        # uploaded after the plan ends (before the marker, so a kill re-runs the reduce), and the
-        # tasks run in this process, since their scratch files live on this machine.
+        # wherever the executor puts them. Remote storage: artifacts are fetched to this machine
+        # and the state uploaded after the plan ends (before the marker, so a kill re-runs the
+        # reduce); the tasks still run in parallel — in the process pool, or as Ray tasks pinned
+        # to this node — since their scratch files live on this machine.
         remote = not isinstance(state, Path) or any(not isinstance(p, Path) for _, p in found)
         t0 = time.perf_counter()
         steps = 0
+        where: set[str] = set()
 
         def runner(tasks: list[ReduceTask]) -> list[Any]:
             nonlocal steps
             steps += 1
-            return run_inline(tasks) if remote else self._run_reduce_tasks(spec, layout.root, tasks)
+            results, ran = self._run_reduce_tasks(spec, layout.root, tasks, on_this_node=remote)
+            where.add(ran)
+            return results
 
         with tempfile.TemporaryDirectory(prefix="assay-reduce-") as cache, storage.staged_dir(state) as local_state:
             arts = [(i, str(storage.local_file(p, Path(cache)))) for i, p in found]
@@ -422,7 +430,7 @@ class BaseExecutor:
             info = drive(barrier.reduce_plan(rc), runner)
             shutil.rmtree(scratch, ignore_errors=True)
         atomic_write_json(marker, {"stage": barrier.name, "artifacts": len(found), "partitions": partitions,
-                                   "steps": steps, "wall_s": time.perf_counter() - t0,
+                                   "steps": steps, "ran": sorted(where), "wall_s": time.perf_counter() - t0,
                                    "work": info if isinstance(info, dict) else None})
 
     def _check_resources(self, spec: PipelineSpec) -> None:
@@ -521,9 +529,14 @@ class LocalExecutor(BaseExecutor):
             return
         yield from self._ensure_pool(spec, root, workers).map(_pool_run, tasks)
 
-    def _ensure_pool(self, spec: PipelineSpec, root: Path, workers: int) -> ProcessPoolExecutor:
+    def _ensure_pool(self, spec: PipelineSpec, root: Loc, workers: int) -> ProcessPoolExecutor:
         if self._pool is None:
             ctx = get_context("forkserver" if sys.platform != "win32" else "spawn")
+            if sys.platform != "win32":
+                from pipeline.preload import modules_for
+
+                # effective when this process starts its fork server (its first pool)
+                ctx.set_forkserver_preload(modules_for(spec.build_stages()))
             self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init,
                                              initargs=(spec.model_dump(mode="json"), str(root)))
         return self._pool
@@ -531,11 +544,13 @@ class LocalExecutor(BaseExecutor):
     def _reduce_partitions(self, spec: PipelineSpec) -> int:
         return self.partitions or self.workers or spec.execution.workers
 
-    def _run_reduce_tasks(self, spec: PipelineSpec, root: Path, tasks: list[ReduceTask]) -> list[Any]:
+    def _run_reduce_tasks(self, spec: PipelineSpec, root: Loc, tasks: list[ReduceTask],
+                          on_this_node: bool = False) -> tuple[list[Any], str]:
+        # the pool's processes are on this machine: on_this_node needs nothing more
         workers = self.workers or spec.execution.workers
         if workers <= 1 or len(tasks) <= 1:
-            return run_inline(tasks)
-        return list(self._ensure_pool(spec, root, workers).map(_pool_reduce, tasks))
+            return run_inline(tasks), "inline"
+        return list(self._ensure_pool(spec, root, workers).map(_pool_reduce, tasks)), "pool"
 
 
 def _physical_memory_gb() -> float:

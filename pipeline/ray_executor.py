@@ -109,7 +109,8 @@ class RayExecutor(BaseExecutor):
 
         seg_idx = tasks[0][0]
         seg = make_plan(spec.build_stages()).segments[seg_idx]
-        stages = seg.all_stages() or []
+        # the actors run the segment's stages and the map of the barrier that ends it
+        stages = seg.all_stages() + ([seg.barrier_out] if seg.barrier_out else [])
         want_cpus = max([st.resources.cpus for st in stages] + [1.0])
         want_gpus = max([st.resources.gpus for st in stages] + [0.0])
         want_mem = max([st.resources.memory_gb for st in stages] + [0.0]) * 2**30
@@ -148,11 +149,19 @@ class RayExecutor(BaseExecutor):
 
         return max(1, int(ray.cluster_resources().get("CPU", 1.0)))
 
-    def _run_reduce_tasks(self, spec: PipelineSpec, root: Path, tasks: list[ReduceTask]) -> list[Any]:
+    def _run_reduce_tasks(self, spec: PipelineSpec, root: Any, tasks: list[ReduceTask],
+                          on_this_node: bool = False) -> tuple[list[Any], str]:
         import ray
 
-        remote = ray.remote(num_cpus=0.5, max_retries=3)(_run_reduce_task)
-        return list(ray.get([remote.remote(t) for t in tasks]))
+        opts: dict[str, Any] = {"num_cpus": 0.5, "max_retries": 3}
+        where = "ray"
+        if on_this_node:  # the reduce's files are staged on the driver's machine: run there, in parallel
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+            where = "ray-this-node"
+        remote = ray.remote(**opts)(_run_reduce_task)
+        return list(ray.get([remote.remote(t) for t in tasks])), where
 
 def _tcp_reachable(host: str, port: int, timeout: float = 2.0) -> bool:
     import socket

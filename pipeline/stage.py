@@ -134,6 +134,9 @@ class Stage(ABC):
     resources: ClassVar[Resources] = Resources()
     #: Human summary shown by ``assay stages``.
     summary: ClassVar[str] = ""
+    #: Modules the stage imports lazily at run time; the process pool's fork server imports them
+    #: once before forking workers (see :mod:`pipeline.preload`). Start-up cost only: never changes results.
+    preload: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: StageConfig | dict[str, Any] | None = None, name: str | None = None):
         if config is None:

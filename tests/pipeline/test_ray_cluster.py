@@ -82,6 +82,9 @@ def test_two_node_cluster_s3_outputs_and_a_killed_worker_raylet(inputs: Path, re
         assert storage.read_json(f"{out}/manifest.json") == reference
         for s in reference["shards"]:
             assert storage.sha256(f"{out}/{s['path']}") == s["sha256"]
+        # the reduce's files are staged on the driver's machine: its tasks ran as Ray tasks there
+        red = storage.read_json(f"{out}/_work/markers/reduce-dedup.exact.json")
+        assert red["ran"] == ["ray-this-node"], red
     storage._filesystem.cache_clear()
 
 

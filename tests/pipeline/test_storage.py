@@ -146,3 +146,25 @@ def test_cli_run_on_s3_with_two_workers_and_verify(s3: dict, local_inputs: Path,
                        capture_output=True, text=True, timeout=120)
     assert v.returncode == 0, v.stderr + v.stdout
     assert f"{local_ref['totals']['shards']} shards" in v.stdout
+
+
+def _barriers_spec(inp: Path | str, out: str) -> dict:
+    d = _spec_data(inp, out)  # type: ignore[arg-type]
+    d["stages"] = [{"kind": "filter.length", "min_chars": 300}, {"kind": "dedup.exact"},
+                   {"kind": "dedup.minhash", "mode": "remove"}, {"kind": "dedup.softdedup", "width_log2": 16},
+                   {"kind": "filter.threshold", "column": "weight", "min_percentile": 5}]
+    return d
+
+
+@pytest.mark.timeout(300)
+def test_reduces_on_s3_run_in_the_pool_and_give_the_local_manifest(s3: dict, local_inputs: Path, tmp_path: Path):
+    """With outputs on S3 the reduce tasks of every barrier run in the process pool (not one by
+    one on the driver), and the snapshot is the local single-process one."""
+    ref = run_spec(PipelineSpec.from_dict(_barriers_spec(local_inputs, str(tmp_path / "ref"))), progress=False)
+    out = "s3://assay/runs/pool-reduce"
+    m = run_spec(PipelineSpec.from_dict(_barriers_spec(local_inputs, out)), progress=False, workers=2, partitions=2)
+    assert m == ref
+    for stage in ("dedup.exact", "dedup.minhash", "dedup.softdedup", "filter.threshold"):
+        marker = storage.read_json(f"{out}/_work/markers/reduce-{stage}.json")
+        assert marker["ran"] == ["pool"], (stage, marker)
+        assert marker["partitions"] == 2
