@@ -158,3 +158,19 @@ def soft_cmd(
         inputs,
         output,
     )
+
+
+@dedup.command("migrate-index")
+@click.argument("snapshot")
+def migrate_index_cmd(snapshot: str) -> None:
+    """Convert the MinHash index of SNAPSHOT (or its state/<stage> folder) from the old
+    assay.minhash-index/1 layout to the current one, so later jobs can dedup against it."""
+    from dedup.migrate import migrate_index
+    from dedup.minhash import _find_index
+
+    try:
+        state = _find_index(snapshot)
+        n = migrate_index(state)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(json.dumps({"index": str(state), "docs_converted": n}))

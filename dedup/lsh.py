@@ -115,6 +115,11 @@ class IndexMeta:
     @classmethod
     def read(cls, state_dir: Path) -> IndexMeta:
         d = json.loads((state_dir / "index.json").read_text())
+        if d.get("format") == "assay.minhash-index/1":
+            raise ValueError(
+                f"{state_dir} holds an old assay.minhash-index/1 index (one index.parquet); convert it "
+                f"with `assay dedup migrate-index {state_dir}` (or re-run that snapshot's job)"
+            )
         if d.get("format") != INDEX_FORMAT:
             raise ValueError(
                 f"{state_dir}/index.json is a {d.get('format')!r} index, not {INDEX_FORMAT} "

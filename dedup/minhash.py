@@ -128,7 +128,9 @@ def _find_index(snapshot: str) -> Path:
     root = Path(snapshot)
     if (root / "index.json").exists():
         return root
-    found = sorted(p.parent for p in (root / "state").glob("*/index.json") if (p.parent / "index").is_dir())
+    # a /2 index has parts under index/, a /1 index an index.parquet (IndexMeta.read names the fix)
+    found = sorted(p.parent for p in (root / "state").glob("*/index.json")
+                   if (p.parent / "index").is_dir() or (p.parent / "index.parquet").is_file())
     if not found:
         raise FileNotFoundError(
             f"against: {snapshot!r} holds no MinHash index (expected state/<stage>/index.json); "

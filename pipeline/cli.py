@@ -228,12 +228,16 @@ def stage_cmd(kind: str, input_path: str, output: str, settings: tuple[str, ...]
 
 
 @main.command()
-@click.argument("snapshot", type=click.Path(exists=True))
+@click.argument("snapshot")
 def show(snapshot: str) -> None:
-    """Summarize a snapshot: id, spec, shards, columns, counts."""
+    """Summarize a snapshot (folder or URL: s3://, gs://, any fsspec URL): id, spec, shards, columns, counts."""
     from pipeline.run import load_manifest
 
-    m = load_manifest(snapshot)
+    try:
+        m = load_manifest(snapshot)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+        return
     t = m["totals"]
     click.echo(f"snapshot {m['snapshot_id']}  ({m['name']}, assay {m['code_version']})")
     click.echo(f"  {t['rows']:,} docs in {t['shards']} shard(s), {t['bytes'] / 1e6:.2f} MB, {_size_words(t)}")

@@ -43,10 +43,17 @@ def run_single(kind: str, config: dict[str, Any] | None, inputs: list[str], outp
 
 
 def load_manifest(snapshot: str | Path) -> dict[str, Any]:
+    """A snapshot's manifest: ``snapshot`` is its folder, its URL (``s3://…``, ``gs://…``, any
+    fsspec URL) or the ``manifest.json`` itself."""
     import json
 
-    p = Path(snapshot)
-    mf = p / "manifest.json" if p.is_dir() else p
-    if not mf.exists():
-        raise FileNotFoundError(f"{str(p)!r} is not a snapshot: no manifest.json")
-    return json.loads(mf.read_text())
+    from pipeline import storage
+
+    loc = storage.as_loc(snapshot)
+    mf = loc if loc.name == "manifest.json" and storage.is_file(loc) else loc / "manifest.json"
+    if not storage.exists(mf):
+        raise FileNotFoundError(f"{str(snapshot)!r} is not a snapshot: no manifest.json")
+    try:
+        return dict(json.loads(storage.read_bytes(mf)))
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{str(mf)!r} is not a valid manifest (not a JSON object: {e})") from None

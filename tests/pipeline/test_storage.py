@@ -168,3 +168,22 @@ def test_reduces_on_s3_run_in_the_pool_and_give_the_local_manifest(s3: dict, loc
         marker = storage.read_json(f"{out}/_work/markers/reduce-{stage}.json")
         assert marker["ran"] == ["pool"], (stage, marker)
         assert marker["partitions"] == 2
+
+
+@pytest.mark.timeout(300)
+def test_show_takes_a_snapshot_url(s3: dict, local_inputs: Path, local_ref: dict):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    out = "s3://assay/runs/show"
+    run_spec(PipelineSpec.from_dict(_spec_data(local_inputs, out)), progress=False)  # type: ignore[arg-type]
+    r = CliRunner().invoke(main, ["show", out])
+    assert r.exit_code == 0, r.output
+    assert f"snapshot {local_ref['snapshot_id']}" in r.output
+    assert f"{local_ref['totals']['rows']:,} docs in {local_ref['totals']['shards']} shard(s)" in r.output
+    r = CliRunner().invoke(main, ["show", f"{out}/manifest.json"])
+    assert r.exit_code == 0 and local_ref["snapshot_id"] in r.output
+    missing = CliRunner().invoke(main, ["show", "s3://assay/runs/no-such-snapshot"])
+    assert missing.exit_code == 2
+    assert "is not a snapshot: no manifest.json" in missing.output and "Traceback" not in missing.output
