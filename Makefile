@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.assay-installed
 
-.PHONY: venv venv-moto venv-vllm venv-dj venv-compose deploy-schemas deploy-constraints images deploy-smoke demo synth-demo test test-fast test-vllm bench clean
+.PHONY: venv venv-moto venv-gcs venv-vllm venv-dj venv-compose deploy-schemas deploy-constraints images deploy-smoke demo synth-demo test test-fast test-vllm bench clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,14 @@ venv-moto: $(MOTO_VENV)/bin/moto_server
 $(MOTO_VENV)/bin/moto_server:
 	$(PYTHON) -m venv $(MOTO_VENV)
 	$(MOTO_VENV)/bin/python -m pip install -q "moto[server]==5.2.5"
+
+# a GCS API on loopback for the gs:// tests (gcp-storage-emulator), in its own venv like moto
+GCS_VENV ?= $(VENV)-gcs
+venv-gcs: $(GCS_VENV)/bin/gcp-storage-emulator
+
+$(GCS_VENV)/bin/gcp-storage-emulator:
+	$(PYTHON) -m venv $(GCS_VENV)
+	$(GCS_VENV)/bin/python -m pip install -q "gcp-storage-emulator==2026.7.19"
 
 # the Compose Specification's JSON schema (tests/deploy validates deploy/compose against it)
 COMPOSE_SCHEMA := $(VENV)/share/assay/compose-spec.json
@@ -91,7 +99,7 @@ $(VSTAMP): pyproject.toml
 	touch $(VSTAMP)
 
 # the main suite in .venv, then the vllm-marked tests in .venv-vllm (CI runs both)
-test: venv venv-moto venv-vllm deploy-schemas
+test: venv venv-moto venv-gcs venv-vllm deploy-schemas
 	$(PY) -m pytest -q -p no:cacheprovider -m "not vllm"
 	$(VPY) -m pytest -q -p no:cacheprovider -m vllm tests/synth
 

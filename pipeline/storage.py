@@ -3,7 +3,8 @@
 A location is a local path (``runs/x``, ``/data/crawl``, ``file:///data``) or a URL:
 ``s3://bucket/prefix`` (pyarrow's native S3 client; the endpoint comes from the standard
 ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3`` variables, credentials and region from the usual
-AWS variables and files), ``gs://bucket/prefix`` (pyarrow's GCS client) or any other fsspec
+AWS variables and files), ``gs://bucket/prefix`` (pyarrow's GCS client; an emulator from the
+standard ``STORAGE_EMULATOR_HOST`` variable) or any other fsspec
 URL (``memory://``, ``az://`` with adlfs, ``hdfs://``…), reached through
 ``pyarrow.fs.FSSpecHandler``. Everything else in the pipeline goes through the functions here,
 so readers, writers, the manifest and the run state do not care where the bytes live.
@@ -140,6 +141,12 @@ def _filesystem(scheme: str, netloc: str) -> pafs.FileSystem:
             kw["region"] = region
         return pafs.S3FileSystem(**kw)
     if scheme in ("gs", "gcs"):
+        # STORAGE_EMULATOR_HOST is the variable Google's client libraries read for an emulator
+        # (``http://host:port``): anonymous, plain HTTP there; else the default credentials chain
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        if emulator:
+            ep = urlsplit(emulator if "://" in emulator else f"http://{emulator}")
+            return pafs.GcsFileSystem(anonymous=True, endpoint_override=ep.netloc, scheme=ep.scheme or "http")
         return pafs.GcsFileSystem()
     try:
         import fsspec
