@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -109,6 +110,48 @@ class LocalRayCluster:
         for p in pids:
             os.kill(p, signal.SIGKILL)
         return pids[0]
+
+    def worker_processes(self) -> list[tuple[int, str]]:
+        """(pid, title) of Ray's worker processes on both nodes (the raylets' ``ray::`` children;
+        Ray rewrites their command line to the task or actor they run, e.g. ``ray::_MapWorker``)."""
+        raylets = set(self.pids(self.root, "raylet/raylet"))
+        out = []
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                title = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid in raylets and title.startswith("ray::"):
+                out.append((int(d.name), title))
+        return out
+
+    def kill_worker_process(self, rng: random.Random) -> str:
+        """SIGKILL one Ray worker process (a busy one if any: an actor or task at work)."""
+        procs = self.worker_processes()
+        busy = [p for p in procs if "IDLE" not in p[1]]
+        # the pipeline's own work first: shard actors (Ray Data's map workers) and reduce tasks
+        ours = [p for p in busy if any(k in p[1] for k in ("MapWorker", "_RayShardActor", "_run_reduce_task"))]
+        if not (busy or procs):
+            raise RuntimeError("no Ray worker process found")
+        pid, title = rng.choice(ours or busy or procs)
+        os.kill(pid, signal.SIGKILL)
+        return title.split()[0]
+
+    def restart_worker_node(self) -> None:
+        """After a raylet kill: clear what is left of the worker node, start a fresh one (new temp dir)."""
+        for p in self.pids(self.worker_dir):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.worker_dir = self.root / f"w{len(list(self.root.glob('w*')))}"
+        self._start([f"--address={self.address}", f"--num-cpus={self.worker_cpus}",
+                     "--resources", json.dumps({"assay_worker": 1}), f"--temp-dir={self.worker_dir}",
+                     f"--object-store-memory={self.object_store}"])
+        self.wait_nodes(2, timeout=180)  # the killed node counts as alive until Ray's health check fails it
 
     def stop(self) -> None:
         for _ in range(5):

@@ -8,8 +8,11 @@ group (driver and workers), then resumes with the same command. Each resumed sna
 compared with an uninterrupted run's: the manifest (which holds every shard's sha256) must be
 equal, and the shards' ``doc_id`` multiset must be the same (0 lost, 0 duplicated).
 
-Modes: ``local2`` (LocalExecutor, ``--workers 2``) and ``ray`` (a real two-node cluster started
-with ``ray start``; the driver is what gets killed). ``--disk-full`` also runs the spec on a small
+Modes: ``local2`` (LocalExecutor, ``--workers 2``), ``ray`` (a real two-node cluster started
+with ``ray start``; the driver is what gets killed) and ``ray-workers`` (the same cluster; the
+driver lives, and at the random point one Ray worker process or — every other point — the worker
+node's raylet is SIGKILLed: the run must finish by itself, through Ray's task retries and actor
+restarts, with the same bytes; it is resumed only if it fails, and that is counted). ``--disk-full`` also runs the spec on a small
 tmpfs: the run must stop with a clear error, leave nothing corrupt, and resume to the same
 bytes once the filesystem is enlarged.
 
@@ -185,6 +188,54 @@ def kill_and_resume(cmd: list[str], env: dict[str, str], out: Path, n_shards: in
             "resume_s": round(time.perf_counter() - t0, 2), "stderr": r.stderr[-1500:] if r.returncode else ""}
 
 
+def kill_inside(cmd: list[str], env: dict[str, str], out: Path, n_shards: int, phase: str,
+                visits: list[tuple[float, float]], rng: random.Random, cluster: Any, target: str,
+                timeout: float = 600) -> dict[str, Any]:
+    """One point of the ``ray-workers`` mode: the driver lives; at a random moment of ``phase``
+    one Ray worker process (``target="worker"``) or the worker node's raylet (``"raylet"``) is
+    SIGKILLed. The run must finish by itself (task retries, actor restarts); only if it fails is
+    it resumed with the same command (counted)."""
+    shutil.rmtree(out, ignore_errors=True)
+    k = rng.randrange(len(visits)) if visits else 0
+    start, end = visits[k] if visits else (0.0, 0.0)
+    delay = rng.uniform(0.3, 1.0) * end if phase == PHASES[0] else rng.uniform(0.0, 0.9) * max(end - start, 0.0)
+    p = _start(cmd, env)
+    deadline = time.perf_counter() + timeout
+    entries, last, killed_in, what = 0, None, None, None
+    while p.poll() is None and time.perf_counter() < deadline:
+        ph = phase_of(out, n_shards)
+        if ph == phase and last != phase:
+            entries += 1
+            if entries > k:
+                time.sleep(delay)
+                if p.poll() is None:
+                    killed_in = phase_of(out, n_shards)
+                    try:
+                        what = cluster.kill_worker_process(rng) if target == "worker" else \
+                            f"raylet {cluster.kill_worker_raylet()}"
+                    except RuntimeError as e:  # nothing to kill at that instant
+                        killed_in, what = None, str(e)
+                break
+        last = ph
+        time.sleep(0.001)
+    try:
+        _, err = p.communicate(timeout=max(1.0, deadline - time.perf_counter()))
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        _, err = p.communicate()
+    first_rc = p.returncode
+    resumed = None
+    if first_rc != 0:
+        r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        resumed = r.returncode
+        err = r.stderr.encode() if r.returncode else err
+    if target == "raylet" and killed_in is not None:
+        cluster.restart_worker_node()
+    return {"phase": phase, "target": target, "killed": what, "killed_in": killed_in, "run_rc": first_rc,
+            "resume_rc": resumed if resumed is not None else first_rc,
+            "stderr": (err or b"").decode(errors="replace")[-1500:] if (resumed or first_rc) else ""}
+
+
 def check(out: Path, reference: dict[str, Any], ref_ids: collections.Counter[str]) -> dict[str, Any]:
     mf = out / "manifest.json"
     if not mf.exists():
@@ -203,7 +254,7 @@ def run_points(mode: str, points: int, work: Path, inp: Path, n_shards: int, see
                log: Any = print, phases: tuple[str, ...] = PHASES) -> dict[str, Any]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cluster = None
-    if mode == "ray":
+    if mode in ("ray", "ray-workers"):
         from bench._raycluster import LocalRayCluster
 
         cluster = LocalRayCluster().start()
@@ -231,7 +282,11 @@ def run_points(mode: str, points: int, work: Path, inp: Path, n_shards: int, see
         for i in range(points):
             phase = phases[i % len(phases)]
             for _attempt in range(4):  # a point counts only if the kill landed before the run ended
-                r = kill_and_resume(cmd_k, env, out, n_shards, phase, windows.get(phase, []), rng)
+                if mode == "ray-workers":  # alternate: a worker process, the worker node's raylet
+                    r = kill_inside(cmd_k, env, out, n_shards, phase, windows.get(phase, []), rng, cluster,
+                                    "worker" if i % 2 == 0 else "raylet")
+                else:
+                    r = kill_and_resume(cmd_k, env, out, n_shards, phase, windows.get(phase, []), rng)
                 if r["killed_in"] is not None:
                     break
             r["attempts"] = _attempt + 1
@@ -239,9 +294,10 @@ def run_points(mode: str, points: int, work: Path, inp: Path, n_shards: int, see
             # manifest with the output location taken out (it is not in the manifest) — equal
             r.update(check(out, reference, ref_ids))
             results.append(r)
-            log(f"[{mode}] point {i + 1:2d}/{points}: aimed at {phase!r}, killed in {r['killed_in']!r} "
-                f"({r['markers_at_kill']} markers) -> resume rc {r['resume_rc']}, identical {r['identical']}, "
-                f"lost {r['lost']}, duplicated {r['duplicated']}")
+            what = f"{r['killed']} " if "killed" in r else ""
+            log(f"[{mode}] point {i + 1:2d}/{points}: aimed at {phase!r}, killed {what}in {r['killed_in']!r} "
+                f"({r.get('markers_at_kill', '-')} markers) -> run rc {r.get('run_rc', '-')}, resume rc {r['resume_rc']}, "
+                f"identical {r['identical']}, lost {r['lost']}, duplicated {r['duplicated']}")
         killed = [r for r in results if r["killed_in"] is not None]
         return {
             "mode": mode,
@@ -252,6 +308,8 @@ def run_points(mode: str, points: int, work: Path, inp: Path, n_shards: int, see
             "lost": sum(r["lost"] or 0 for r in results),
             "duplicated": sum(r["duplicated"] or 0 for r in results),
             "killed_in": dict(collections.Counter(str(r["killed_in"]) for r in results)),
+            # ray-workers: runs that finished by themselves after the kill (no resume needed)
+            "finished_without_resume": sum(r.get("run_rc") == 0 for r in results) if mode == "ray-workers" else None,
             "results": results,
         }
     finally:
@@ -336,7 +394,8 @@ def fingerprint_cost(path: Path = DATA, repeats: int = 3) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="assay bench reliability", description=__doc__.split("\n\n")[0])
     ap.add_argument("--points", type=int, default=20, help="kill points per mode")
-    ap.add_argument("--modes", default="local2,ray", help="comma list of local2 (workers=2), ray (2-node cluster)")
+    ap.add_argument("--modes", default="local2,ray", help="comma list of local2 (workers=2), ray (2-node cluster, "
+                    "driver killed), ray-workers (2-node cluster, a worker process or the worker raylet killed)")
     ap.add_argument("--docs", type=int, default=2400)
     ap.add_argument("--shards", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)

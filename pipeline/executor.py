@@ -296,10 +296,16 @@ def _text_bytes(table: pa.Table) -> int:
 _WORKER: ShardWorker | None = None
 
 
-def _pool_init(spec_data: dict[str, Any], root: str) -> None:
+def _pool_init(spec_data: dict[str, Any], root: str, env: dict[str, str] | None = None) -> None:
     from multiprocessing import util
 
     global _WORKER
+    if env is not None:
+        # the driver's environment as it is now: a fork server keeps the one it started with, so
+        # a later pool of a long-lived driver (tests, the service) would miss e.g. AWS_ENDPOINT_URL
+        for k in set(os.environ) - set(env):
+            del os.environ[k]
+        os.environ.update(env)
     _WORKER = ShardWorker(spec_data, root)
     # stages' teardown() when the pool shuts this worker down (multiprocessing runs
     # finalizers on a worker's normal exit; atexit hooks it does not)
@@ -538,7 +544,7 @@ class LocalExecutor(BaseExecutor):
                 # effective when this process starts its fork server (its first pool)
                 ctx.set_forkserver_preload(modules_for(spec.build_stages()))
             self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init,
-                                             initargs=(spec.model_dump(mode="json"), str(root)))
+                                             initargs=(spec.model_dump(mode="json"), str(root), dict(os.environ)))
         return self._pool
 
     def _reduce_partitions(self, spec: PipelineSpec) -> int:

@@ -88,6 +88,30 @@ def test_two_node_cluster_s3_outputs_and_a_killed_worker_raylet(inputs: Path, re
     storage._filesystem.cache_clear()
 
 
+@pytest.mark.timeout(600)
+def test_a_killed_ray_worker_process_is_retried_and_the_run_finishes_with_the_local_manifest(
+        inputs: Path, reference: dict, tmp_path: Path):
+    """The short form of `assay bench reliability --modes ray-workers`: one shard actor (or reduce
+    task) SIGKILLed while shards are in flight; the driver lives and the run finishes by itself."""
+    import random
+
+    out = tmp_path / "snap"
+    spec = tmp_path / "spec.toml"
+    spec.write_text(_to_toml(_spec_data(inputs, out)))
+    with LocalRayCluster() as cluster:
+        p = _assay(["run", str(spec), "--ray", cluster.address, "--no-progress", "--json"], cluster.env, 400)
+        deadline = time.time() + 240
+        while p.poll() is None and _markers(out) < 2 and time.time() < deadline:
+            time.sleep(0.1)
+        assert p.poll() is None, "the run ended before a worker could be killed"
+        killed = cluster.kill_worker_process(random.Random(0))
+        killed_at = _markers(out)
+        stdout, err = p.communicate(timeout=400)
+    assert p.returncode == 0, err[-3000:]
+    assert killed.startswith("ray::") and killed_at < 17, (killed, killed_at)
+    assert _manifest_out(stdout) == reference
+
+
 def _dead_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -103,3 +103,22 @@ def test_ray_actors_tear_down_their_stages_and_reserve_the_declared_memory(input
     # runs filter.length (0.1 GB) and dedup.exact's map (1.0 GB), segment 1 dedup.exact (1.0 GB)
     held = sorted({r for v in workers.values() for r in v["resources"]})
     assert held == ["dedup.exact:1", "filter.length:1"], held
+
+
+def test_pool_workers_get_the_drivers_environment_as_it_is_when_the_pool_starts(inputs: Path, tmp_path: Path,
+                                                                                 monkeypatch):
+    """The fork server keeps the environment it started with; a pool started later (a long-lived
+    driver that has since set AWS_ENDPOINT_URL, say) must still give its workers the current one."""
+    from pipeline.executor import LocalExecutor
+
+    spec = PipelineSpec.from_dict(_spec_data(inputs, tmp_path / "a"))
+    first = LocalExecutor(workers=2)
+    pool = first._ensure_pool(spec, tmp_path / "a", 2)  # the fork server runs from here on
+    assert pool.submit(os.getenv, "ASSAY_TEST_LATE_VAR").result() is None
+    pool.shutdown()
+    monkeypatch.setenv("ASSAY_TEST_LATE_VAR", "set-after-the-fork-server")
+    second = LocalExecutor(workers=2)._ensure_pool(spec, tmp_path / "b", 2)
+    try:
+        assert second.submit(os.getenv, "ASSAY_TEST_LATE_VAR").result() == "set-after-the-fork-server"
+    finally:
+        second.shutdown()
