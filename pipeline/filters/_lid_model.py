@@ -214,7 +214,7 @@ def load(path: str, fast: bool = True) -> LidModel:
     if model != _MODEL_SUP or loss not in (_LOSS_HS,) or word_ngrams > 1:
         raise ValueError(
             f"lid.fasttext: {path}: the fast kernel reads supervised hierarchical-softmax models "
-            "with wordNgrams=1 (lid.176); set impl = \"fasttext\" for this model"
+            'with wordNgrams=1 (lid.176); set impl = "fasttext" for this model'
         )
     size, nwords, nlabels = r.take("<3i")
     r.take("<q")  # ntokens
@@ -284,7 +284,9 @@ def load(path: str, fast: bool = True) -> LidModel:
         sub_rows=sub_rows,
         eos_id=eos_id,
         out_kind=0 if "dense" in out else 1,
-        out_dense=np.ascontiguousarray(out["dense"], np.float32) if "dense" in out else empty_f.reshape(0, dim),
+        out_dense=np.ascontiguousarray(out["dense"], np.float32)
+        if "dense" in out
+        else empty_f.reshape(0, dim),
         out_codes=out.get("codes", np.zeros((0, 1), np.uint8)),
         out_centroids=out.get("centroids", empty_f),
         out_norms=out.get("norms", empty_f),

@@ -75,13 +75,23 @@ def _is_hex(c):  # type: ignore[no-untyped-def]
 
 # character classes of ASCII bytes (non-ASCII characters are only ever digits, or nothing)
 _C_EMAIL, _C_DIGIT, _C_DOT, _C_HEX, _C_COLON, _C_PHONE, _C_AT, _C_SEP, _C_PLUS = (
-    1, 2, 4, 8, 16, 32, 64, 128, 256
+    1,
+    2,
+    4,
+    8,
+    16,
+    32,
+    64,
+    128,
+    256,
 )
 
 
 def ascii_classes() -> np.ndarray:
     t = np.zeros(128, np.int32)
-    for ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+/=?^_`{|}~-.@[]:":
+    for (
+        ch
+    ) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+/=?^_`{|}~-.@[]:":
         t[ord(ch)] |= _C_EMAIL
     for ch in "0123456789":
         t[ord(ch)] |= _C_DIGIT
@@ -257,7 +267,9 @@ def scan_batch(data, offsets, valid, ranges, classes, win, counts):  # type: ign
         counts[d] = 0
         if not valid[d]:
             continue
-        n = scan_doc(data, offsets[d], offsets[d + 1], ranges, classes, True, win[min(total, cap) :])[1]
+        n = scan_doc(
+            data, offsets[d], offsets[d + 1], ranges, classes, True, win[min(total, cap) :]
+        )[1]
         counts[d] = n
         total += n
     return total

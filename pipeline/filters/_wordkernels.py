@@ -135,7 +135,16 @@ def _is_special(data, a, b, special):  # type: ignore[no-untyped-def]
     bytes, the rest are the keys' sorted hashes."""
     if b - a > np.int64(special[0] >> np.uint64(32)):
         return False
-    return _in_sorted(special[1:], hash_bytes(data, a, b))
+    h = hash_bytes(data, a, b)
+    lo = 1
+    hi = special.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if special[mid] < h:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < special.shape[0] and special[lo] == h
 
 
 @nb.njit(cache=True)
@@ -295,6 +304,182 @@ def _infix_split(data, a, b, ct, out_s, out_e, n):  # type: ignore[no-untyped-de
 
 
 @nb.njit(cache=True)
+def _is_lab(c):  # type: ignore[no-untyped-def]
+    return (0x30 <= c <= 0x39) or (0x41 <= c <= 0x5A) or (0x61 <= c <= 0x7A)
+
+
+@nb.njit(cache=True)
+def _rest_ok(data, r, b):  # type: ignore[no-untyped-def]
+    """``(?::\\d{2,5})?(?:[/?#]\\S*)?$`` at r."""
+    if r == b:
+        return True
+    c = data[r]
+    if c == 0x2F or c == 0x3F or c == 0x23:
+        return True
+    if c != 0x3A:
+        return False
+    j = r + 1
+    while j < b and 0x30 <= data[j] <= 0x39:
+        j += 1
+    if not (2 <= j - r - 1 <= 5):
+        return False
+    return j == b or data[j] == 0x2F or data[j] == 0x3F or data[j] == 0x23
+
+
+@nb.njit(cache=True)
+def _domain_ok(data, hs, b):  # type: ignore[no-untyped-def]
+    """``(?:label\\.)+tld`` then the rest, from hs (ASCII: labels [A-Za-z0-9][A-Za-z0-9_-]*
+    up to 64 long, ending in [A-Za-z0-9]; tld [a-z]{2,63})."""
+    p = hs
+    while True:
+        # one label, up to the next "."
+        q = p
+        while q < b and (_is_lab(data[q]) or data[q] == 0x5F or data[q] == 0x2D):
+            q += 1
+        if q >= b or data[q] != 0x2E or q == p or q - p > 64:
+            return False
+        if not (_is_lab(data[p]) and _is_lab(data[q - 1])):
+            return False
+        # a tld after this dot?
+        t = q + 1
+        while t < b and 0x61 <= data[t] <= 0x7A:
+            t += 1
+        if 2 <= t - q - 1 <= 63 and _rest_ok(data, t, b):
+            return True
+        p = q + 1
+
+
+@nb.njit(cache=True)
+def _digits(data, p, b):  # type: ignore[no-untyped-def]
+    q = p
+    while q < b and 0x30 <= data[q] <= 0x39:
+        q += 1
+    return q
+
+
+@nb.njit(cache=True)
+def _octet_ok(data, p, q, kind):  # type: ignore[no-untyped-def]
+    """kind 0: first octet ([1-9]\\d?|1\\d\\d|2[01]\\d|22[0-3]); 1: middle
+    (1?\\d{1,2}|2[0-4]\\d|25[0-5]); 2: last ([1-9]\\d?|1\\d\\d|2[0-4]\\d|25[0-4])."""
+    n = q - p
+    if n < 1 or n > 3:
+        return False
+    c0 = data[p]
+    if n == 1:
+        return kind == 1 or c0 != 0x30
+    if n == 2:
+        return kind == 1 or c0 != 0x30
+    c1 = data[p + 1]
+    c2 = data[p + 2]
+    if c0 == 0x31:
+        return True
+    if c0 != 0x32:
+        return False
+    if kind == 0:
+        return c1 <= 0x31 or (c1 == 0x32 and c2 <= 0x33)
+    if c1 <= 0x34:
+        return True
+    return c1 == 0x35 and c2 <= (0x35 if kind == 1 else 0x34)
+
+
+@nb.njit(cache=True)
+def _dotted_tail(data, p, b, groups):  # type: ignore[no-untyped-def]
+    """``(?:\\.\\d{1,3}){groups}`` matches at p (a lookahead: nothing needs to follow)."""
+    for g in range(groups):
+        if p >= b or data[p] != 0x2E:
+            return False
+        q = _digits(data, p + 1, b)
+        if q == p + 1:
+            return False
+        if g < groups - 1 and q - p - 1 > 3:
+            return False
+        p = q
+    return True
+
+
+@nb.njit(cache=True)
+def _starts(data, p, b, lit):  # type: ignore[no-untyped-def]
+    if b - p < lit.shape[0]:
+        return False
+    for i in range(lit.shape[0]):
+        if data[p + i] != lit[i]:
+            return False
+    return True
+
+
+_L10 = np.frombuffer(b"10", dtype=np.uint8)
+_L127 = np.frombuffer(b"127", dtype=np.uint8)
+_L169 = np.frombuffer(b"169.254", dtype=np.uint8)
+_L192 = np.frombuffer(b"192.168", dtype=np.uint8)
+_L172 = np.frombuffer(b"172.", dtype=np.uint8)
+
+
+@nb.njit(cache=True)
+def _ip_ok(data, hs, b):  # type: ignore[no-untyped-def]
+    # spaCy's negative lookaheads: private and link-local ranges are not URLs
+    if _starts(data, hs, b, _L10) and _dotted_tail(data, hs + 2, b, 3):
+        return False
+    if _starts(data, hs, b, _L127) and _dotted_tail(data, hs + 3, b, 3):
+        return False
+    if (_starts(data, hs, b, _L169) or _starts(data, hs, b, _L192)) and _dotted_tail(
+        data, hs + 7, b, 2
+    ):
+        return False
+    if _starts(data, hs, b, _L172) and hs + 6 <= b:
+        c1 = data[hs + 4]
+        c2 = data[hs + 5]
+        second = (
+            (c1 == 0x31 and 0x36 <= c2 <= 0x39)
+            or (c1 == 0x32 and 0x30 <= c2 <= 0x39)
+            or (c1 == 0x33 and 0x30 <= c2 <= 0x31)
+        )
+        if second and _dotted_tail(data, hs + 6, b, 2):
+            return False
+    p = hs
+    for k in range(4):
+        if k:
+            if p >= b or data[p] != 0x2E:
+                return False
+            p += 1
+        q = _digits(data, p, b)
+        if not _octet_ok(data, p, q, 0 if k == 0 else (2 if k == 3 else 1)):
+            return False
+        p = q
+    return _rest_ok(data, p, b)
+
+
+@nb.njit(cache=True)
+def _url_match(data, a, b):  # type: ignore[no-untyped-def]
+    """spaCy's ``url_match`` on the printable-ASCII string data[a:b]: 1 match, 0 none,
+    2 undecided (longer than 256 bytes: the caller asks Python)."""
+    if b - a > 256:
+        return 2
+    bases = np.empty(2, dtype=np.int64)
+    nb_ = 1
+    bases[0] = a
+    # scheme: [\\w+\\-.]{2,} then "://", which must end at the first ":"
+    i = a
+    while i < b and data[i] != 0x3A:
+        c = data[i]
+        if not (_is_lab(c) or c == 0x5F or c == 0x2B or c == 0x2D or c == 0x2E):
+            break
+        i += 1
+    if i - a >= 2 and i + 2 < b and data[i] == 0x3A and data[i + 1] == 0x2F and data[i + 2] == 0x2F:
+        bases[1] = i + 3
+        nb_ = 2
+    for k in range(nb_):
+        base = bases[k]
+        # the host starts at base, or after any "@" with at least one character before it
+        hs = base
+        while hs <= b:
+            if hs == base or (hs - 1 > base and data[hs - 1] == 0x40):
+                if hs < b and (_domain_ok(data, hs, b) or _ip_ok(data, hs, b)):
+                    return 1
+            hs += 1
+    return 0
+
+
+@nb.njit(cache=True)
 def _maybe_url(data, a, b, ct):  # type: ignore[no-untyped-def]
     """False when spaCy's URL pattern cannot match data[a:b]: every match has a host ending in
     "." + two lowercase letters, or an IPv4 address (a digit, ".", a digit)."""
@@ -379,10 +564,16 @@ def _split_chunk(
             out_s[n] = a
             out_e[n] = b
             n += 1
-        elif dot and _maybe_url(data, a, b, ct):
-            return -1
         else:
-            n = _infix_split(data, a, b, ct, out_s, out_e, n)
+            url = _url_match(data, a, b) if dot and _maybe_url(data, a, b, ct) else 0
+            if url == 2:
+                return -1
+            if url == 1:
+                out_s[n] = a
+                out_e[n] = b
+                n += 1
+            else:
+                n = _infix_split(data, a, b, ct, out_s, out_e, n)
     for k in range(nsuf - 1, -1, -1):  # innermost suffix first, as spaCy emits them
         out_s[n] = suf_cuts[k]
         out_e[n] = b0 if k == 0 else suf_cuts[k - 1]
@@ -479,6 +670,19 @@ def split_ascii(data, offsets, docs, ct, special, merge_pairs, ub, uo, cb, co): 
                 ne[:n] = tok_e[:n]
                 nf[:n] = flag[:n]
                 tok_s, tok_e, flag = ns, ne, nf
+            # the common case inline: a word of ASCII letters that is not a special case
+            alpha = True
+            for i in range(p, q):
+                if not (ct[data[i]] & C_ALPHA):
+                    alpha = False
+                    break
+            if alpha and not _is_special(data, p, q, special):
+                tok_s[n] = p
+                tok_e[n] = q
+                flag[n] = 0
+                n += 1
+                p = q
+                continue
             if q - p + 1 > cuts.shape[0]:
                 cuts = np.empty(2 * (q - p + 1), dtype=np.int64)
                 cuts2 = np.empty(2 * (q - p + 1), dtype=np.int64)
@@ -500,14 +704,23 @@ def split_ascii(data, offsets, docs, ct, special, merge_pairs, ub, uo, cb, co): 
 
 
 @nb.njit(cache=True)
-def expand(tok_s, tok_e, flag, doc_tok, fb_lens, fb_off):  # type: ignore[no-untyped-def]
-    """Replace each fallback token by its tokens (byte lengths ``fb_lens[fb_off[k]:fb_off[k+1]]``
-    for the k-th fallback token)."""
+def hash_spans(data, starts, ends):  # type: ignore[no-untyped-def]
+    out = np.empty(starts.shape[0], dtype=np.uint64)
+    for i in range(starts.shape[0]):
+        out[i] = hash_bytes(data, starts[i], ends[i])
+    return out
+
+
+@nb.njit(cache=True)
+def expand(tok_s, tok_e, flag, doc_tok, u_lens, u_off, inv):  # type: ignore[no-untyped-def]
+    """Replace the k-th fallback token by its words: byte lengths
+    ``u_lens[u_off[inv[k]]:u_off[inv[k] + 1]]`` (``inv`` maps it to its distinct chunk)."""
     total = 0
     k = 0
     for t in range(tok_s.shape[0]):
         if flag[t]:
-            total += fb_off[k + 1] - fb_off[k]
+            u = inv[k]
+            total += u_off[u + 1] - u_off[u]
             k += 1
         else:
             total += 1
@@ -523,9 +736,10 @@ def expand(tok_s, tok_e, flag, doc_tok, fb_lens, fb_off):  # type: ignore[no-unt
             out_doc[d] = n
         if flag[t]:
             p = tok_s[t]
-            for j in range(fb_off[k], fb_off[k + 1]):
+            u = inv[k]
+            for j in range(u_off[u], u_off[u + 1]):
                 out_s[n] = p
-                p += fb_lens[j]
+                p += u_lens[j]
                 out_e[n] = p
                 n += 1
             k += 1

@@ -66,11 +66,16 @@ def words(text: str) -> list[str]:
 
 def ngram_hashes(tokens: list[str], n: int) -> list[int]:
     h = xxhash.xxh64_intdigest
-    return [h(" ".join(tokens[i:i + n])) for i in range(len(tokens) - n + 1)]
+    return [h(" ".join(tokens[i : i + n])) for i in range(len(tokens) - n + 1)]
 
 
-def reference_hashes(label: str, query: str | None, n: int, find_query_ngrams: bool = False,
-                     find_overlap_ngrams: bool = True) -> list[int]:
+def reference_hashes(
+    label: str,
+    query: str | None,
+    n: int,
+    find_query_ngrams: bool = False,
+    find_overlap_ngrams: bool = True,
+) -> list[int]:
     """The index entries for one reference item (datatrove's ``compute_hashes``)."""
     lt = words(label)
     out = ngram_hashes(lt, n)
@@ -82,15 +87,21 @@ def reference_hashes(label: str, query: str | None, n: int, find_query_ngrams: b
             h = xxhash.xxh64_intdigest
             for i in range(n - 1):
                 if len(qt) >= n - 1 - i and len(lt) >= i + 1:
-                    out.append(h(" ".join(qt[-n + 1 + i:] + lt[: i + 1])))
+                    out.append(h(" ".join(qt[-n + 1 + i :] + lt[: i + 1])))
     return out
 
 
 class DecontaminateConfig(StageConfig):
-    reference: list[str] = PathField(kind="file", min_length=1, description="JSONL/Parquet files or folders of reference rows (text, query?, task?)")
+    reference: list[str] = PathField(
+        kind="file",
+        min_length=1,
+        description="JSONL/Parquet files or folders of reference rows (text, query?, task?)",
+    )
     n_grams: int = Field(12, ge=1, le=64, description="words per window (datatrove's default: 12)")
     find_query_ngrams: bool = Field(False, description="also match windows of the query alone")
-    find_overlap_ngrams: bool = Field(True, description="also match windows straddling query and label")
+    find_overlap_ngrams: bool = Field(
+        True, description="also match windows straddling query and label"
+    )
     text_field: str = "text"
     query_field: str = "query"
     task_field: str = "task"
@@ -120,12 +131,19 @@ class ReferenceIndex:
                     task = str(r.get(cfg.task_field) or _stem(path))
                     if task not in names:
                         names.append(task)
-                    hs = reference_hashes(label, q if isinstance(q, str) else None, cfg.n_grams,
-                                          cfg.find_query_ngrams, cfg.find_overlap_ngrams)
+                    hs = reference_hashes(
+                        label,
+                        q if isinstance(q, str) else None,
+                        cfg.n_grams,
+                        cfg.find_query_ngrams,
+                        cfg.find_overlap_ngrams,
+                    )
                     all_h.append(np.array(hs, dtype=np.uint64))
                     all_t.append(np.full(len(hs), names.index(task), dtype=np.int32))
         if not names:
-            raise ValueError(f"filter.decontaminate: no reference rows with a {cfg.text_field!r} field in {cfg.reference}")
+            raise ValueError(
+                f"filter.decontaminate: no reference rows with a {cfg.text_field!r} field in {cfg.reference}"
+            )
         h = np.concatenate(all_h) if all_h else np.zeros(0, np.uint64)
         t = np.concatenate(all_t) if all_t else np.zeros(0, np.int32)
         uniq, first = np.unique(h, return_index=True)
@@ -158,7 +176,9 @@ class DecontaminateFilter(FilterStage):
 
     kind = "filter.decontaminate"
     Config = DecontaminateConfig
-    summary = "drop documents that share a 12-gram with reference (benchmark) texts, datatrove's recipe"
+    summary = (
+        "drop documents that share a 12-gram with reference (benchmark) texts, datatrove's recipe"
+    )
     resources: ClassVar[Resources] = Resources(cpus=1.0, memory_gb=0.5)
     config: DecontaminateConfig
 

@@ -246,6 +246,19 @@ def gopher_quality_fast(text: str, cfg: GopherQualityConfig) -> Verdict:
     return gopher_quality_rules(text, n_words, n_nonsym, len_nonsym, n_alpha, n_stop, cfg)
 
 
+_LINE_BREAKS = re.compile("\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def _count_lines(text: str) -> int:
+    """``len(text.splitlines())`` without building the lines."""
+    if not text:
+        return 0
+    return len(_LINE_BREAKS.findall(text)) + (0 if text[-1] in _BREAK_CHARS else 1)
+
+
+_BREAK_CHARS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
 def gopher_quality_rules(
     text: str,
     n_words: int,
@@ -272,22 +285,25 @@ def gopher_quality_rules(
             return "gopher_above_avg_threshold"
     if cfg.max_symbol_word_ratio and text.count("#") / n_words > cfg.max_symbol_word_ratio:
         return "gopher_too_many_hashes"
-    if (
-        cfg.max_symbol_word_ratio
-        and (text.count("...") + text.count("…")) / n_words > cfg.max_symbol_word_ratio
-    ):
+    n_ellipsis = text.count("...") + text.count("…")
+    if cfg.max_symbol_word_ratio and n_ellipsis / n_words > cfg.max_symbol_word_ratio:
         return "gopher_too_many_ellipsis"
     if cfg.max_bullet_lines_ratio or cfg.max_ellipsis_lines_ratio:
-        lines = text.splitlines()
+        # A bullet line holds a "•" or "-", an ellipsis line a "..." or "…" (occurrences
+        # cannot span lines): when even those counts stay under a ratio, the lines need no
+        # look. Else datatrove's exact count.
+        n_lines = _count_lines(text)
         if (
             cfg.max_bullet_lines_ratio
-            and sum(1 for s in lines if s.lstrip().startswith(("•", "-"))) / len(lines)
+            and (text.count("•") + text.count("-")) / n_lines > cfg.max_bullet_lines_ratio
+            and sum(1 for s in text.splitlines() if s.lstrip().startswith(("•", "-"))) / n_lines
             > cfg.max_bullet_lines_ratio
         ):
             return "gopher_too_many_bullets"
         if (
             cfg.max_ellipsis_lines_ratio
-            and sum(1 for s in lines if s.rstrip().endswith(("...", "…"))) / len(lines)
+            and n_ellipsis / n_lines > cfg.max_ellipsis_lines_ratio
+            and sum(1 for s in text.splitlines() if s.rstrip().endswith(("...", "…"))) / n_lines
             > cfg.max_ellipsis_lines_ratio
         ):
             return "gopher_too_many_end_ellipsis"

@@ -131,7 +131,9 @@ class FastTextLidConfig(StageConfig):
         description="predict from the first N characters (0 or None: the whole text, what "
         "datatrove's LanguageFilter reads); on 2,000 real docs 10,000 changed 2 predictions",
     )
-    batch_size: int = Field(1024, gt=0, description="texts per fastText predict call (impl=fasttext)")
+    batch_size: int = Field(
+        1024, gt=0, description="texts per fastText predict call (impl=fasttext)"
+    )
     impl: Literal["kernel", "fasttext"] = Field(
         "kernel",
         description="kernel: fastText's predict re-implemented over the Arrow buffer (numba, same "

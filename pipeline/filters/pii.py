@@ -207,7 +207,9 @@ def scan_windows(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     _, offs_buf, data_buf = column.buffers()
     win = np.empty((4 * len(column) + (data_buf.size if data_buf else 0) // 2000 + 64, 3), np.int64)
     if len(column) and data_buf is not None:
-        offsets = np.frombuffer(offs_buf, dtype=np.int64)[column.offset : column.offset + len(column) + 1]
+        offsets = np.frombuffer(offs_buf, dtype=np.int64)[
+            column.offset : column.offset + len(column) + 1
+        ]
         valid = column.is_valid().to_numpy(zero_copy_only=False)
         # a writable copy of the rows' bytes: numba's loops over a read-only (Arrow) buffer ran
         # at half the speed
@@ -389,5 +391,7 @@ class PiiRedactStage(ScoreStage):
                 changed[i] = True
                 new_texts.append(r)
         if new_texts:
-            col = pc.replace_with_mask(col, pa.array(changed), pa.array(new_texts, pa.large_string()))
+            col = pc.replace_with_mask(
+                col, pa.array(changed), pa.array(new_texts, pa.large_string())
+            )
         return {schema.TEXT: col, schema.PII_COUNT: pa.array(counts, pa.int32())}

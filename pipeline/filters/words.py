@@ -325,8 +325,8 @@ class _Kernels:
         )
         self.units = k.packed(k.UNITS)
         self.currencies = k.packed(k.CURRENCIES)
-        #: chunk bytes -> byte lengths of its words, for the chunks the kernel hands back
-        self.fallback: dict[bytes, tuple[int, ...]] = {}
+        #: 64-bit chunk hash -> byte lengths of its words, for the chunks the kernel hands back
+        self.fallback: dict[int, tuple[int, ...]] = {}
 
 
 @lru_cache(maxsize=1)
@@ -355,26 +355,30 @@ def batch_tokens(col: Any, docs: Any = None) -> BatchTokens:
     fb = np.flatnonzero(flag)
     if len(fb) == 0:
         return BatchTokens(data, offsets, docs, tok_s, tok_e, doc_tok, 0)
+    # each distinct chunk once per batch; the cache (keyed by the chunk's 64-bit hash) keeps
+    # them across batches
+    fb_s = tok_s[fb]
+    fb_e = tok_e[fb]
+    uniq, first, inv = np.unique(
+        k.hash_spans(data, fb_s, fb_e), return_index=True, return_inverse=True
+    )
     cache = kn.fallback
     splitter = english_splitter()
     lens: list[int] = []
-    counts: list[int] = []
-    raw = data.tobytes() if len(fb) > 64 else None
-    for a, b in zip(tok_s[fb].tolist(), tok_e[fb].tolist(), strict=True):
-        chunk = raw[a:b] if raw is not None else bytes(data[a:b])
-        got = cache.get(chunk)
+    u_off = np.zeros(len(uniq) + 1, dtype=np.int64)
+    raw = data
+    for j, (h, i) in enumerate(zip(uniq.tolist(), first.tolist(), strict=True)):
+        got = cache.get(h)
         if got is None:
-            text = chunk.decode("utf-8")
+            text = bytes(raw[fb_s[i] : fb_e[i]]).decode("utf-8")
             got = tuple(len(t.encode("utf-8")) for t in splitter.split_chunk(text))
             if len(cache) >= MAX_CACHE:
                 evict_oldest(cache, 1)
-            cache[chunk] = got
+            cache[h] = got
         lens.extend(got)
-        counts.append(len(got))
-    fb_off = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=fb_off[1:])
+        u_off[j + 1] = len(lens)
     out_s, out_e, out_doc = k.expand(
-        tok_s, tok_e, flag, doc_tok, np.asarray(lens, dtype=np.int64), fb_off
+        tok_s, tok_e, flag, doc_tok, np.asarray(lens, dtype=np.int64), u_off, inv.astype(np.int64)
     )
     return BatchTokens(data, offsets, docs, out_s, out_e, out_doc, len(fb))
 

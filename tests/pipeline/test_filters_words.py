@@ -66,3 +66,40 @@ def test_kernel_handles_empty_nulls_and_selection():
     assert [sel.words(0), sel.words(1)] == [["x"], ["One", "two", "."]]
     # a sliced Arrow array (non-zero offset) reads the right rows
     assert batch_tokens(col.slice(2, 1)).words(0) == ["One", "two", "."]
+
+
+def test_url_kernel_matches_spacy_url_regex():
+    # spaCy's url_match on random printable-ASCII strings built from URL pieces, and on
+    # real-looking hosts, addresses and versions
+    import numpy as np
+
+    from pipeline.filters import _wordkernels as k
+    from pipeline.filters.words import english_splitter
+
+    url = english_splitter()._url
+    rng = random.Random(5)
+    pieces = ["a", "z", "A", "0", "1", "2", "5", "9", ".", ":", "/", "@", "-", "_", "?", "#",
+              "+", "co", "org", "www", "http", "://", "10", "127", "172", "16", "192", "168",
+              "169", "254", "255", "25", "22", "223", "224", "00", "8080", "x"]  # fmt: skip
+    cases = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 9))) for _ in range(60000)]
+    for _ in range(20000):  # URL-shaped: scheme, user, host, port, path, each maybe malformed
+        host = rng.choice(["".join(rng.choice(pieces[:8] + ["-", "_", "co"]) for _ in range(3)),
+                           ".".join(str(rng.choice([0, 1, 10, 99, 127, 172, 192, 223, 255, 256]))
+                                    for _ in range(rng.choice([3, 4, 5])))])  # fmt: skip
+        tld = rng.choice(["com", "io", "x", "org", "Co", "c0", ""])
+        cases.append(
+            rng.choice(["", "http://", "a://", "h+t-p.s://", "x@", "u:p@", "a@b@"])
+            + host
+            + (("." + tld) if tld else "")
+            + rng.choice(["", ":80", ":1", ":123456", "/", "/a.b?c=d#e", "?q", ":8080/x", "."])
+        )
+    cases += ["example.com", "a.b.co:8080/p", "10.0.0.1", "10.0.0.1000", "100.0.0.1", "1.2.3.4",
+              "172.16.0.1", "172.32.0.1", "169.254.1.1", "192.168.1.1", "8.8.8.8:53", "u@h.io",
+              "x@y@z.com", "ab://c.de", "a://c.de", "1.14.0", "core1.85.0", "journald.conf",
+              "a-b.c_d.ef", "-a.com", "a-.com", "www." + "a" * 64 + ".com", "a." + "b" * 64]  # fmt: skip
+    data, offs = k.packed(tuple(cases))
+    got = [k._url_match(data, offs[i], offs[i + 1]) for i in range(len(cases))]
+    bad = [(c, g) for c, g in zip(cases, got, strict=True) if g != 2 and (g == 1) != bool(url(c))]
+    assert not bad, bad[:10]
+    assert sum(got) > 3000 and got.count(0) > 3000  # both outcomes are exercised
+    assert np.all(np.array(got) != 2)
