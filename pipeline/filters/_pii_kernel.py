@@ -231,29 +231,9 @@ def scan_doc(data, p, e, ranges, classes, record, win):  # type: ignore[no-untyp
             f_start = -1
         if end:
             break
-        if flags == 15 and not record:
-            break
         p += step
         ci += 1
     return flags, n
-
-
-@nb.njit(cache=True)
-def scan_flags(data, offsets, valid, ranges, classes, out):  # type: ignore[no-untyped-def]
-    """``out[d]``: the EMAIL | IPV4 | IPV6 | PHONE flags of document ``d``."""
-    dummy = np.empty((1, 3), np.int64)
-    for d in range(offsets.shape[0] - 1):
-        if valid[d]:
-            out[d] = scan_doc(data, offsets[d], offsets[d + 1], ranges, classes, False, dummy)[0]
-        else:
-            out[d] = 0
-
-
-@nb.njit(cache=True)
-def scan_windows(data, ranges, classes, win):  # type: ignore[no-untyped-def]
-    """The qualifying runs of one document's UTF-8 bytes into ``win`` (``int64 [cap, 3]``:
-    kind, start, end); returns how many there are (more than ``cap``: call again, bigger)."""
-    return scan_doc(data, 0, data.shape[0], ranges, classes, True, win)[1]
 
 
 @nb.njit(cache=True)

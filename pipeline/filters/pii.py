@@ -98,16 +98,25 @@ _MARGIN = {"email": 1, "dt_ip": 0, "ipv4": 2, "ipv6": 1, "phone": 2}
 
 def _windows(text: str) -> np.ndarray:
     """``[kind, start, end)`` runs of ``text`` that could hold a match (``_pii_kernel``)."""
-    from pipeline.filters._pii_kernel import scan_windows
-
     data = np.frombuffer(text.encode("utf-8", "surrogatepass"), np.uint8)
-    ranges, classes = _tables()
-    win = np.empty((64, 3), np.int64)
-    n = scan_windows(data, ranges, classes, win)
-    if n > len(win):
-        win = np.empty((n, 3), np.int64)
-        scan_windows(data, ranges, classes, win)
-    return win[:n]
+    offsets = np.array([0, len(data)], np.int64)
+    offsets.setflags(write=False)  # the same kernel signature as Arrow's read-only offsets
+    return _scan(data, offsets, np.ones(1, np.bool_))[0]
+
+
+def _scan(data: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from pipeline.filters._pii_kernel import scan_batch
+
+    n = len(offsets) - 1
+    counts = np.zeros(n, np.int64)
+    win = np.empty((4 * n + len(data) // 2000 + 64, 3), np.int64)
+    total = scan_batch(data, offsets, valid, *_tables(), win, counts)
+    if total > len(win):
+        win = np.empty((total, 3), np.int64)
+        scan_batch(data, offsets, valid, *_tables(), win, counts)
+    row_offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=row_offsets[1:])
+    return win[: row_offsets[-1]], row_offsets
 
 
 def _sub_in_runs(
@@ -201,27 +210,14 @@ def scan_windows(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Every row's runs that could hold a match (:mod:`pipeline.filters._pii_kernel`):
     ``windows`` (``int64 [n, 3]``: kind, start, end in characters) and per-row ``offsets`` into
     it. ``column`` is one large_string array."""
-    from pipeline.filters._pii_kernel import scan_batch
-
-    counts = np.zeros(len(column), np.int64)
     _, offs_buf, data_buf = column.buffers()
-    win = np.empty((4 * len(column) + (data_buf.size if data_buf else 0) // 2000 + 64, 3), np.int64)
-    if len(column) and data_buf is not None:
-        offsets = np.frombuffer(offs_buf, dtype=np.int64)[
-            column.offset : column.offset + len(column) + 1
-        ]
-        valid = column.is_valid().to_numpy(zero_copy_only=False)
-        # a writable copy of the rows' bytes: numba's loops over a read-only (Arrow) buffer ran
-        # at half the speed
-        data = np.frombuffer(data_buf, dtype=np.uint8)[offsets[0] : offsets[-1]].copy()
-        offsets = offsets - offsets[0]
-        total = scan_batch(data, offsets, valid, *_tables(), win, counts)
-        if total > len(win):
-            win = np.empty((total, 3), np.int64)
-            scan_batch(data, offsets, valid, *_tables(), win, counts)
-    row_offsets = np.zeros(len(column) + 1, np.int64)
-    np.cumsum(counts, out=row_offsets[1:])
-    return win[: row_offsets[-1]], row_offsets
+    if not len(column) or data_buf is None:
+        return np.zeros((0, 3), np.int64), np.zeros(len(column) + 1, np.int64)
+    offsets = np.frombuffer(offs_buf, dtype=np.int64)[
+        column.offset : column.offset + len(column) + 1
+    ]
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    return _scan(np.frombuffer(data_buf, dtype=np.uint8), offsets, valid)
 
 
 class PiiRedactConfig(StageConfig):
