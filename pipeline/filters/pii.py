@@ -296,6 +296,10 @@ class PiiRedactStage(ScoreStage):
         self._n += 1
         return self.config.ip_placeholder
 
+    def setup(self) -> None:
+        """Load the pre-scan kernel (numba's cached code) and its tables once per worker."""
+        _windows("")
+
     def _dt_ip(self, m: re.Match[str]) -> str:
         """datatrove's ``public_ip_validator``: ``ipaddress`` parses it (and it is global)."""
         text = m.group(0)
