@@ -66,12 +66,14 @@ def _cpu(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def _table(texts: list[str]) -> pa.Table:
     n = len(texts)
-    return pa.table({
-        "doc_id": [str(i) for i in range(n)],
-        "text": pa.array(texts, pa.large_string()),
-        "source": ["bench"] * n,
-        "url": pa.array([None] * n, pa.string()),
-    })
+    return pa.table(
+        {
+            "doc_id": [str(i) for i in range(n)],
+            "text": pa.array(texts, pa.large_string()),
+            "source": ["bench"] * n,
+            "url": pa.array([None] * n, pa.string()),
+        }
+    )
 
 
 def bench_lid(texts: list[str]) -> dict[str, Any]:
@@ -107,7 +109,11 @@ def bench_lid(texts: list[str]) -> dict[str, Any]:
 
     cpu, _ = _cpu(lambda: [model.predict(t.replace("\n", " "), k=1) for t in texts])
     record("fasttext predict loop (C++, k=1), whole page", cpu)
-    cpu, _ = _cpu(lambda: model.f.multilinePredict([t.replace("\n", " ") + "\n" for t in texts], 1, 0.0, "strict"))
+    cpu, _ = _cpu(
+        lambda: model.f.multilinePredict(
+            [t.replace("\n", " ") + "\n" for t in texts], 1, 0.0, "strict"
+        )
+    )
     record("fasttext multilinePredict (one call), whole page", cpu)
     cpu, dt_out = _cpu(lambda: [dt.predict(d)[0] for d in docs])
     record("datatrove FT176LID (k=-1), whole page", cpu)
@@ -196,7 +202,9 @@ def bench_pii(texts: list[str]) -> dict[str, Any]:
         "rules_datatrove_identical_to_piiformatter": sum(
             a == b for a, b in zip(got_dt, dt_out, strict=True)
         ),
-        "rules_assay_identical_to_reference": sum(a == b for a, b in zip(got, ref_out, strict=True)),
+        "rules_assay_identical_to_reference": sum(
+            a == b for a, b in zip(got, ref_out, strict=True)
+        ),
         "speedup_rules_datatrove_vs_piiformatter": round(
             rows["datatrove PIIFormatter"]["cpu_s"]
             / rows["assay pii.redact rules=datatrove"]["cpu_s"],
@@ -242,7 +250,16 @@ def bench_stage_commands(texts: list[str], workdir: Path, repeat: int = 2) -> di
     for kind, sets in STAGE_RUNS:
         out = workdir / "out"
         shutil.rmtree(out, ignore_errors=True)
-        cmd = [sys.executable, "-m", "pipeline.cli", "stage", kind, str(pages), str(out), "--no-progress"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "stage",
+            kind,
+            str(pages),
+            str(out),
+            "--no-progress",
+        ]
         for kv in sets:
             cmd += ["--set", kv]
         best: tuple[float, dict[str, Any]] | None = None
@@ -258,17 +275,24 @@ def bench_stage_commands(texts: list[str], workdir: Path, repeat: int = 2) -> di
                 best = (cpu, st)
         assert best is not None
         command_cpu, st = best
-        rows.append({
-            "command": f"assay stage {kind} pages.jsonl out/" + "".join(f" --set {kv}" for kv in sets),
-            "stage_cpu_s": st["cpu_s"],
-            "bytes_in": st["bytes_in"],
-            "stage_mb_per_cpu_s": round(st["bytes_in"] / 1e6 / st["cpu_s"], 2) if st["cpu_s"] else None,
-            "command_cpu_s": round(command_cpu, 3),
-        })
+        rows.append(
+            {
+                "command": f"assay stage {kind} pages.jsonl out/"
+                + "".join(f" --set {kv}" for kv in sets),
+                "stage_cpu_s": st["cpu_s"],
+                "bytes_in": st["bytes_in"],
+                "stage_mb_per_cpu_s": round(st["bytes_in"] / 1e6 / st["cpu_s"], 2)
+                if st["cpu_s"]
+                else None,
+                "command_cpu_s": round(command_cpu, 3),
+            }
+        )
     base = rows[0]["command_cpu_s"]
     for r in rows[1:]:
         extra = r["command_cpu_s"] - base
-        r["mb_per_cpu_s_over_filter_length"] = round(r["bytes_in"] / 1e6 / extra, 2) if extra > 0 else None
+        r["mb_per_cpu_s_over_filter_length"] = (
+            round(r["bytes_in"] / 1e6 / extra, 2) if extra > 0 else None
+        )
     shutil.rmtree(workdir, ignore_errors=True)
     return {"docs": len(texts), "rows": rows}
 
@@ -288,8 +312,12 @@ def format_results(results: dict[str, Any]) -> str:
             if key not in ("rows", "docs", "mb"):
                 lines.append(f"{key}: {val}")
     if results.get("stage_commands"):
-        lines.append("\nassay stage commands (stage cpu_s from stats.json; command CPU incl. start-up)")
-        lines.append("| command | stage CPU s | MB per stage CPU-s | command CPU s | MB/CPU-s over filter.length |")
+        lines.append(
+            "\nassay stage commands (stage cpu_s from stats.json; command CPU incl. start-up)"
+        )
+        lines.append(
+            "| command | stage CPU s | MB per stage CPU-s | command CPU s | MB/CPU-s over filter.length |"
+        )
         lines.append("|---|---:|---:|---:|---:|")
         for r in results["stage_commands"]["rows"]:
             lines.append(
@@ -304,9 +332,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
     ap.add_argument("--mb", type=float, default=20.0, help="MB of pretrain_raw pages")
     ap.add_argument("--only", choices=["lid", "pii", "stages"], default=None)
-    ap.add_argument("--repeat", type=int, default=2, help="runs of each stage command (lowest CPU kept)")
-    ap.add_argument("--workdir", type=Path, default=Path("/tmp/assay-bench-lid-pii"),
-                    help="scratch folder for the `assay stage` runs (removed afterwards)")
+    ap.add_argument(
+        "--repeat", type=int, default=2, help="runs of each stage command (lowest CPU kept)"
+    )
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("/tmp/assay-bench-lid-pii"),
+        help="scratch folder for the `assay stage` runs (removed afterwards)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     args = ap.parse_args(argv)
     texts = load_pages(args.data, args.mb)

@@ -257,7 +257,9 @@ def load(path: str, fast: bool = True) -> LidModel:
             word_bytes, word_offsets, eos_id, minn, maxn, bucket, bucket_row
         )
     else:
-        word_hash, sub_offsets, sub_rows = _word_rows_reference(words, minn, maxn, bucket, bucket_row)
+        word_hash, sub_offsets, sub_rows = _word_rows_reference(
+            words, minn, maxn, bucket, bucket_row
+        )
     tsize = 1 << max(4, (2 * nwords).bit_length())
     table = np.full(tsize, -1, np.int32)
     for i, h in enumerate(word_hash.tolist()):

@@ -104,7 +104,9 @@ def _windows(text: str) -> np.ndarray:
     return _scan(data, offsets, np.ones(1, np.bool_))[0]
 
 
-def _scan(data: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _scan(
+    data: np.ndarray, offsets: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     from pipeline.filters._pii_kernel import scan_batch
 
     n = len(offsets) - 1

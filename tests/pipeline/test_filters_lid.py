@@ -19,10 +19,9 @@ def _table(texts: list[str | None]) -> pa.Table:
     """A batch that also carries the input's own ids, which must pass through."""
     return doc_table(texts).append_column("id", pa.array(list(range(len(texts)))))
 
+
 #: langid_dev labels → lid.176 codes (lid.176 has one Chinese label and calls Bokmål "no")
 LABEL_TO_LID = {"zh-Hans": "zh", "zh-Hant": "zh", "nb": "no"}
-
-
 
 
 @pytest.fixture(scope="module")
