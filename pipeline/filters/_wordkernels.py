@@ -2,7 +2,7 @@
 
 Imports numba at import time: import it lazily (``pipeline.filters.words.BatchWords`` does).
 
-``split_ascii`` walks the UTF-8 buffer of an Arrow string column, cuts it into ``str.split()``
+``chunk_bounds`` and ``split_chunks`` walk the UTF-8 buffer of an Arrow string column, cuts it into ``str.split()``
 chunks and runs spaCy's English tokenizer algorithm (the same loop as
 ``EnglishWordSplitter.split_chunk``) on every chunk that is printable ASCII, with the ASCII
 part of spaCy's prefix/suffix/infix rules written out below (``tests/pipeline/
@@ -130,10 +130,13 @@ def _in_sorted(arr, h):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True, inline="always")
-def _is_special(data, a, b, special):  # type: ignore[no-untyped-def]
+def _is_special(data, a, b, special, fl):  # type: ignore[no-untyped-def]
     """Might data[a:b] be a special case? ``special[0] >> 32`` is the longest key's length in
-    bytes, the rest are the keys' sorted hashes."""
-    if b - a > np.int64(special[0] >> np.uint64(32)):
+    bytes, the rest are the keys' sorted hashes; bit 1 of ``fl[first byte * 256 + last byte]``
+    says whether some key has those end bytes."""
+    if b - a > np.int64(special[0] >> np.uint64(32)) or b <= a:
+        return False
+    if not (fl[np.int64(data[a]) * 256 + np.int64(data[b - 1])] & 1):
         return False
     h = hash_bytes(data, a, b)
     lo = 1
@@ -494,7 +497,7 @@ def _maybe_url(data, a, b, ct):  # type: ignore[no-untyped-def]
 
 @nb.njit(cache=True)
 def _split_chunk(
-    data, a0, b0, ct, special, merge_pairs, ub, uo, cb, co, out_s, out_e, n, pre_cuts, suf_cuts
+    data, a0, b0, ct, special, fl, merge_pairs, ub, uo, cb, co, out_s, out_e, n, pre_cuts, suf_cuts
 ):  # type: ignore[no-untyped-def]
     """Tokens of the chunk data[a0:b0] appended at out[n:]; returns the new n, or -1 to fall
     back to Python for this chunk."""
@@ -505,7 +508,7 @@ def _split_chunk(
             return -1
         if not (ct[c] & C_ALPHA):
             alpha = False
-    if _is_special(data, a0, b0, special):
+    if _is_special(data, a0, b0, special, fl):
         return -1
     if alpha:
         out_s[n] = a0
@@ -518,14 +521,14 @@ def _split_chunk(
     nsuf = 0
     last_size = -1
     while b > a and b - a != last_size:
-        if _is_special(data, a, b, special):
+        if _is_special(data, a, b, special, fl):
             return -1
         last_size = b - a
         pre_len = _find_prefix(data, a, b, ct)
-        if pre_len and b > a + pre_len and _is_special(data, a + pre_len, b, special):
+        if pre_len and b > a + pre_len and _is_special(data, a + pre_len, b, special, fl):
             return -1
         suf_len = _find_suffix(data, a + pre_len, b, ct, ub, uo, cb, co)
-        if suf_len and b - suf_len > a and _is_special(data, a, b - suf_len, special):
+        if suf_len and b - suf_len > a and _is_special(data, a, b - suf_len, special, fl):
             return -1
         if pre_len and suf_len and pre_len + suf_len <= b - a:
             a += pre_len
@@ -550,7 +553,7 @@ def _split_chunk(
         s = pre_cuts[k]
         n += 1
     if b > a:
-        if _is_special(data, a, b, special):
+        if _is_special(data, a, b, special, fl):
             return -1
         alnum = True
         dot = False
@@ -581,12 +584,15 @@ def _split_chunk(
     if n - n0 > 1:
         # spaCy re-merges token runs that spell a special case: every such run starts with
         # one of the (first, second) token pairs in ``merge_pairs``
-        h_prev = hash_bytes(data, out_s[n0], out_e[n0])
-        for t in range(n0 + 1, n):
-            h = hash_bytes(data, out_s[t], out_e[t])
-            if _in_sorted(merge_pairs, pair_hash(h_prev, h)):
-                return -1
-            h_prev = h
+        # (bit 2 of ``fl``: some pair's first token has these end bytes)
+        for t in range(n0, n - 1):
+            if fl[np.int64(data[out_s[t]]) * 256 + np.int64(data[out_e[t] - 1])] & 2:
+                h = pair_hash(
+                    hash_bytes(data, out_s[t], out_e[t]),
+                    hash_bytes(data, out_s[t + 1], out_e[t + 1]),
+                )
+                if _in_sorted(merge_pairs, h):
+                    return -1
     return n
 
 
@@ -616,22 +622,69 @@ def _is_ws(data, p, e):  # type: ignore[no-untyped-def]
     return False, 1
 
 
-@nb.njit(cache=True)
-def split_ascii(data, offsets, docs, ct, special, merge_pairs, ub, uo, cb, co):  # type: ignore[no-untyped-def]
-    """Tokens of the documents ``docs`` (indexes into ``offsets``).
+#: chunk cache: open addressing over 2**20 slots, emptied when half full
+CACHE_SLOTS = 1 << 20
 
-    Returns (tok_s, tok_e, fallback flag per token, per-doc token offsets). A fallback token
-    spans a whole chunk that Python must split.
-    """
+
+@nb.njit(cache=True)
+def _cache_get(ckeys, cvals, key):  # type: ignore[no-untyped-def]
+    mask = np.uint64(ckeys.shape[0] - 1)
+    j = np.int64(key & mask)
+    while ckeys[j] != 0:
+        if ckeys[j] == key:
+            return cvals[j]
+        j = np.int64((np.uint64(j) + np.uint64(1)) & mask)
+    return np.uint64(0)
+
+
+@nb.njit(cache=True)
+def _cache_set(ckeys, cvals, cfill, key, v):  # type: ignore[no-untyped-def]
+    if cfill[0] * 2 >= ckeys.shape[0]:
+        ckeys[:] = 0
+        cfill[0] = 0
+    mask = np.uint64(ckeys.shape[0] - 1)
+    j = np.int64(key & mask)
+    while ckeys[j] != 0:
+        if ckeys[j] == key:
+            return
+        j = np.int64((np.uint64(j) + np.uint64(1)) & mask)
+    ckeys[j] = key
+    cvals[j] = v
+    cfill[0] += 1
+
+
+@nb.njit(cache=True)
+def _emit_packed(v, p, q, tok_s, tok_e, n):  # type: ignore[no-untyped-def]
+    """Tokens of a cached chunk: ``v`` holds the count (low byte) and the byte lengths of all
+    but the last token (one byte each)."""
+    cnt = np.int64(v & np.uint64(0xFF))
+    for t in range(cnt - 1):
+        ln = np.int64((v >> np.uint64(8 * (t + 1))) & np.uint64(0xFF))
+        tok_s[n] = p
+        tok_e[n] = p + ln
+        p += ln
+        n += 1
+    tok_s[n] = p
+    tok_e[n] = q
+    return n + 1
+
+
+@nb.njit(cache=True)
+def cache_put(ckeys, cvals, cfill, keys, vals):  # type: ignore[no-untyped-def]
+    """Store Python's splits of fallback chunks (``vals`` packed as in :func:`_emit_packed`)."""
+    for i in range(keys.shape[0]):
+        _cache_set(ckeys, cvals, cfill, keys[i], vals[i])
+
+
+@nb.njit(cache=True)
+def chunk_bounds(data, offsets, docs):  # type: ignore[no-untyped-def]
+    """``str.split()`` chunks of the documents ``docs``: (starts, ends, per-doc offsets)."""
     cap = 1024
     for d in docs:
         cap += (offsets[d + 1] - offsets[d]) // 2 + 1
-    tok_s = np.empty(cap, dtype=np.int64)
-    tok_e = np.empty(cap, dtype=np.int64)
-    flag = np.zeros(cap, dtype=np.uint8)
-    doc_tok = np.zeros(docs.shape[0] + 1, dtype=np.int64)
-    cuts = np.empty(256, dtype=np.int64)
-    cuts2 = np.empty(256, dtype=np.int64)
+    cs = np.empty(cap, dtype=np.int64)
+    ce = np.empty(cap, dtype=np.int64)
+    doc_c = np.zeros(docs.shape[0] + 1, dtype=np.int64)
     n = 0
     for di in range(docs.shape[0]):
         d = docs[di]
@@ -660,46 +713,78 @@ def split_ascii(data, offsets, docs, ct, special, merge_pairs, ub, uo, cb, co): 
                 if ws:
                     break
                 q += step
-            need = n + (q - p) + 2
-            if need > cap:
-                cap = max(need, 2 * cap)
-                ns = np.empty(cap, dtype=np.int64)
-                ne = np.empty(cap, dtype=np.int64)
-                nf = np.zeros(cap, dtype=np.uint8)
-                ns[:n] = tok_s[:n]
-                ne[:n] = tok_e[:n]
-                nf[:n] = flag[:n]
-                tok_s, tok_e, flag = ns, ne, nf
-            # the common case inline: a word of ASCII letters that is not a special case
-            alpha = True
-            for i in range(p, q):
-                if not (ct[data[i]] & C_ALPHA):
-                    alpha = False
-                    break
-            if alpha and not _is_special(data, p, q, special):
-                tok_s[n] = p
-                tok_e[n] = q
-                flag[n] = 0
-                n += 1
-                p = q
-                continue
-            if q - p + 1 > cuts.shape[0]:
-                cuts = np.empty(2 * (q - p + 1), dtype=np.int64)
-                cuts2 = np.empty(2 * (q - p + 1), dtype=np.int64)
-            m = _split_chunk(
-                data, p, q, ct, special, merge_pairs, ub, uo, cb, co, tok_s, tok_e, n, cuts, cuts2
-            )
-            if m < 0:
-                tok_s[n] = p
-                tok_e[n] = q
-                flag[n] = 1
-                n += 1
-            else:
-                for t in range(n, m):
-                    flag[t] = 0
-                n = m
+            cs[n] = p
+            ce[n] = q
+            n += 1
             p = q
-        doc_tok[di + 1] = n
+        doc_c[di + 1] = n
+    return cs[:n], ce[:n], doc_c
+
+
+@nb.njit(cache=True)
+def split_chunks(
+    data, cs, ce, doc_c, ct, special, fl, merge_pairs, ub, uo, cb, co, ckeys, cvals, cfill
+):  # type: ignore[no-untyped-def]
+    """Tokens of the chunks ``cs``/``ce``: (tok_s, tok_e, fallback flag per token, per-doc token
+    offsets). A fallback token spans a whole chunk that Python must split.
+
+    ``ckeys``/``cvals``/``cfill`` are a chunk cache kept across calls (see :func:`cache_put`):
+    a chunk seen before, by the kernel or by Python, costs a hash and a probe."""
+    total = 16
+    for i in range(cs.shape[0]):
+        total += ce[i] - cs[i]
+    tok_s = np.empty(total, dtype=np.int64)
+    tok_e = np.empty(total, dtype=np.int64)
+    flag = np.zeros(total, dtype=np.uint8)
+    doc_tok = np.zeros(doc_c.shape[0], dtype=np.int64)
+    cuts = np.empty(256, dtype=np.int64)
+    cuts2 = np.empty(256, dtype=np.int64)
+    n = 0
+    d = 0
+    for i in range(cs.shape[0]):
+        while i >= doc_c[d + 1]:
+            d += 1
+            doc_tok[d] = n
+        p = cs[i]
+        q = ce[i]
+        # the common case inline: a word of ASCII letters that is not a special case
+        alpha = True
+        for j in range(p, q):
+            if not (ct[data[j]] & C_ALPHA):
+                alpha = False
+                break
+        if alpha and not _is_special(data, p, q, special, fl):
+            tok_s[n] = p
+            tok_e[n] = q
+            n += 1
+            continue
+        key = np.uint64(0)
+        if q - p <= 255:
+            key = hash_bytes(data, p, q) | np.uint64(1)
+            v = _cache_get(ckeys, cvals, key)
+            if v != 0:
+                n = _emit_packed(v, p, q, tok_s, tok_e, n)
+                continue
+        if q - p + 1 > cuts.shape[0]:
+            cuts = np.empty(2 * (q - p + 1), dtype=np.int64)
+            cuts2 = np.empty(2 * (q - p + 1), dtype=np.int64)
+        m = _split_chunk(
+            data, p, q, ct, special, fl, merge_pairs, ub, uo, cb, co, tok_s, tok_e, n, cuts, cuts2
+        )
+        if m >= 0 and key != 0 and m - n <= 7:
+            v = np.uint64(m - n)
+            for t in range(n, m - 1):
+                v |= np.uint64(tok_e[t] - tok_s[t]) << np.uint64(8 * (t - n + 1))
+            _cache_set(ckeys, cvals, cfill, key, v)
+        if m < 0:
+            tok_s[n] = p
+            tok_e[n] = q
+            flag[n] = 1
+            n += 1
+        else:
+            n = m
+    for dd in range(d + 1, doc_c.shape[0]):
+        doc_tok[dd] = n
     return tok_s[:n], tok_e[:n], flag[:n], doc_tok
 
 

@@ -246,17 +246,17 @@ def gopher_quality_fast(text: str, cfg: GopherQualityConfig) -> Verdict:
     return gopher_quality_rules(text, n_words, n_nonsym, len_nonsym, n_alpha, n_stop, cfg)
 
 
-_LINE_BREAKS = re.compile("\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_OTHER_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+_BREAK_CHARS = frozenset("\n\r").union(_OTHER_BREAKS)
 
 
 def _count_lines(text: str) -> int:
-    """``len(text.splitlines())`` without building the lines."""
+    """``len(text.splitlines())`` without building the lines ("\\r\\n" is one break)."""
     if not text:
         return 0
-    return len(_LINE_BREAKS.findall(text)) + (0 if text[-1] in _BREAK_CHARS else 1)
-
-
-_BREAK_CHARS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+    breaks = text.count("\n") + text.count("\r") - text.count("\r\n")
+    breaks += sum(text.count(c) for c in _OTHER_BREAKS)
+    return breaks + (0 if text[-1] in _BREAK_CHARS else 1)
 
 
 def gopher_quality_rules(
@@ -359,23 +359,40 @@ _PARAGRAPH_SPLIT = re.compile(r"\n{2,}")
 _LINE_SPLIT = re.compile("\n+")
 
 
+def _dups(items: list[str]) -> tuple[int, int]:
+    """:func:`find_duplicates` with C loops: repeats are all elements minus the distinct ones,
+    and their characters all characters minus the distinct elements' characters."""
+    distinct = set(items)
+    return len(items) - len(distinct), sum(map(len, items)) - sum(map(len, distinct))
+
+
+def _split_lines(text: str) -> list[str]:
+    """``re.split("\\n+", text)`` with ``str.split``: runs of newlines are one separator."""
+    parts = text.split("\n")
+    if len(parts) <= 2:
+        return parts
+    return [parts[0], *filter(None, parts[1:-1]), parts[-1]]
+
+
 def _repetition_lines(text: str, cfg: GopherRepetitionConfig) -> Verdict | bool:
     """datatrove's paragraph and line rules: a drop reason, or True when the words decide."""
     if not text:
         return "empty"
     n_chars = len(text)
-    paragraphs = _PARAGRAPH_SPLIT.split(text.strip())
-    dup, dup_chars = find_duplicates(paragraphs)
-    if cfg.dup_para_frac and dup / len(paragraphs) > cfg.dup_para_frac:
-        return "dup_para_frac"
-    if cfg.dup_para_char_frac and dup_chars / n_chars > cfg.dup_para_char_frac:
-        return "dup_para_char_frac"
-    lines = _LINE_SPLIT.split(text)
-    dup, dup_chars = find_duplicates(lines)
-    if cfg.dup_line_frac and dup / len(lines) > cfg.dup_line_frac:
-        return "dup_line_frac"
-    if cfg.dup_line_char_frac and dup_chars / n_chars > cfg.dup_line_char_frac:
-        return "dup_line_char_frac"
+    if cfg.dup_para_frac or cfg.dup_para_char_frac:
+        paragraphs = _PARAGRAPH_SPLIT.split(text.strip())
+        dup, dup_chars = _dups(paragraphs)
+        if cfg.dup_para_frac and dup / len(paragraphs) > cfg.dup_para_frac:
+            return "dup_para_frac"
+        if cfg.dup_para_char_frac and dup_chars / n_chars > cfg.dup_para_char_frac:
+            return "dup_para_char_frac"
+    if cfg.dup_line_frac or cfg.dup_line_char_frac:
+        lines = _split_lines(text)
+        dup, dup_chars = _dups(lines)
+        if cfg.dup_line_frac and dup / len(lines) > cfg.dup_line_frac:
+            return "dup_line_frac"
+        if cfg.dup_line_char_frac and dup_chars / n_chars > cfg.dup_line_char_frac:
+            return "dup_line_char_frac"
     return True
 
 
@@ -562,7 +579,7 @@ def fineweb_quality_fast(text: str, cfg: FineWebQualityConfig) -> Verdict:
     ratio = sum(1 for line in lines if len(line) <= cfg.short_line_length) / len(lines)
     if ratio > cfg.short_line_thr:
         return "short_line_ratio"
-    ratio = find_duplicates(lines)[1] / len(text.replace("\n", ""))
+    ratio = _dups(lines)[1] / len(text.replace("\n", ""))
     if ratio > cfg.char_duplicates_ratio:
         return "char_dup_ratio"
     chunks = text.split()

@@ -303,6 +303,35 @@ def utf8_buffers(col: Any) -> tuple[Any, Any]:
     return data, offsets
 
 
+def _mix(h: Any) -> Any:
+    """``_wordkernels._mix`` (splitmix64's finaliser) on a numpy uint64 array."""
+    import numpy as np
+
+    h = h ^ (h >> np.uint64(30))
+    h = h * np.uint64(0xBF58476D1CE4E5B9)
+    h = h ^ (h >> np.uint64(27))
+    h = h * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def hash_strings(strings: tuple[str, ...]) -> Any:
+    """``_wordkernels.hash_bytes`` of each string's UTF-8 bytes, in numpy (no numba call, so
+    building the tables loads no kernel; equality with the kernel is tested)."""
+    import numpy as np
+
+    bs = [x.encode("utf-8") for x in strings]
+    lens = np.array([len(b) for b in bs], dtype=np.int64)
+    width = int(lens.max()) if len(bs) else 0
+    mat = np.zeros((len(bs), width), dtype=np.uint8)
+    for i, b in enumerate(bs):
+        mat[i, : len(b)] = np.frombuffer(b, dtype=np.uint8)
+    h = np.full(len(bs), 0xCBF29CE484222325, dtype=np.uint64)
+    for j in range(width):
+        live = j < lens
+        h[live] = (h[live] ^ mat[live, j].astype(np.uint64)) * np.uint64(0x100000001B3)
+    return _mix(h)
+
+
 class _Kernels:
     """Tables for the numba splitter, built once per process from the vendored rules."""
 
@@ -316,13 +345,24 @@ class _Kernels:
         specials = tuple(splitter.specials)
         longest = max(len(x.encode()) for x in specials)
         self.special = np.concatenate(
-            ([np.uint64(longest) << np.uint64(32)], np.unique(k.hash_strings(*k.packed(specials))))
+            ([np.uint64(longest) << np.uint64(32)], np.unique(hash_strings(specials)))
         ).astype(np.uint64)
         pairs = sorted({p[:2] for p in splitter._merge})
-        h = k.hash_strings(*k.packed(tuple(x for p in pairs for x in p)))
-        self.merge_pairs = np.unique(
-            np.array([k.pair_hash(h[2 * i], h[2 * i + 1]) for i in range(len(pairs))], np.uint64)
-        )
+        h = hash_strings(tuple(x for p in pairs for x in p))
+        self.merge_pairs = np.unique(_mix(h[0::2] * np.uint64(0x9E3779B97F4A7C15) + h[1::2]))
+        #: bit 1: a special case starts and ends with these bytes; bit 2: a merge pattern's
+        #: first token does (index: first byte * 256 + last byte)
+        self.fl = np.zeros(65536, dtype=np.uint8)
+        for x in specials:
+            b = x.encode()
+            self.fl[b[0] * 256 + b[-1]] |= 1
+        for first, _ in pairs:
+            b = first.encode()
+            self.fl[b[0] * 256 + b[-1]] |= 2
+        #: the kernel's chunk cache (16 MB; see ``_wordkernels.split_chunks``)
+        self.ckeys = np.zeros(k.CACHE_SLOTS, dtype=np.uint64)
+        self.cvals = np.zeros(k.CACHE_SLOTS, dtype=np.uint64)
+        self.cfill = np.zeros(1, dtype=np.int64)
         self.units = k.packed(k.UNITS)
         self.currencies = k.packed(k.CURRENCIES)
         #: 64-bit chunk hash -> byte lengths of its words, for the chunks the kernel hands back
@@ -349,8 +389,21 @@ def batch_tokens(col: Any, docs: Any = None) -> BatchTokens:
         docs = np.asarray(docs, dtype=np.int64)
     kn = _kernels()
     k = kn.k
-    tok_s, tok_e, flag, doc_tok = k.split_ascii(
-        data, offsets, docs, kn.ct, kn.special, kn.merge_pairs, *kn.units, *kn.currencies
+    cs, ce, doc_c = k.chunk_bounds(data, offsets, docs)
+    tok_s, tok_e, flag, doc_tok = k.split_chunks(
+        data,
+        cs,
+        ce,
+        doc_c,
+        kn.ct,
+        kn.special,
+        kn.fl,
+        kn.merge_pairs,
+        *kn.units,
+        *kn.currencies,
+        kn.ckeys,
+        kn.cvals,
+        kn.cfill,
     )
     fb = np.flatnonzero(flag)
     if len(fb) == 0:
@@ -359,24 +412,38 @@ def batch_tokens(col: Any, docs: Any = None) -> BatchTokens:
     # them across batches
     fb_s = tok_s[fb]
     fb_e = tok_e[fb]
-    uniq, first, inv = np.unique(
-        k.hash_spans(data, fb_s, fb_e), return_index=True, return_inverse=True
-    )
+    fb_hash = k.hash_spans(data, fb_s, fb_e)
+    uniq, first, inv = np.unique(fb_hash, return_index=True, return_inverse=True)
     cache = kn.fallback
     splitter = english_splitter()
     lens: list[int] = []
     u_off = np.zeros(len(uniq) + 1, dtype=np.int64)
-    raw = data
+    put_keys: list[int] = []
+    put_vals: list[int] = []
     for j, (h, i) in enumerate(zip(uniq.tolist(), first.tolist(), strict=True)):
         got = cache.get(h)
         if got is None:
-            text = bytes(raw[fb_s[i] : fb_e[i]]).decode("utf-8")
+            text = bytes(data[fb_s[i] : fb_e[i]]).decode("utf-8")
             got = tuple(len(t.encode("utf-8")) for t in splitter.split_chunk(text))
             if len(cache) >= MAX_CACHE:
                 evict_oldest(cache, 1)
             cache[h] = got
+            if sum(got) <= 255 and len(got) <= 7:  # the kernel's cache takes it from here
+                v = len(got)
+                for t, ln in enumerate(got[:-1]):
+                    v |= ln << (8 * (t + 1))
+                put_keys.append(h | 1)
+                put_vals.append(v)
         lens.extend(got)
         u_off[j + 1] = len(lens)
+    if put_keys:
+        k.cache_put(
+            kn.ckeys,
+            kn.cvals,
+            kn.cfill,
+            np.array(put_keys, dtype=np.uint64),
+            np.array(put_vals, dtype=np.uint64),
+        )
     out_s, out_e, out_doc = k.expand(
         tok_s, tok_e, flag, doc_tok, np.asarray(lens, dtype=np.int64), u_off, inv.astype(np.int64)
     )

@@ -103,3 +103,14 @@ def test_url_kernel_matches_spacy_url_regex():
     assert not bad, bad[:10]
     assert sum(got) > 3000 and got.count(0) > 3000  # both outcomes are exercised
     assert np.all(np.array(got) != 2)
+
+
+def test_numpy_table_hashes_equal_the_kernel_hash():
+    import numpy as np
+
+    from pipeline.filters import _wordkernels as k
+    from pipeline.filters.words import hash_strings
+
+    strings = ("", "a", "can't", "naïve", "日本語", "x" * 40, "’s", ":)")
+    assert np.array_equal(hash_strings(strings), k.hash_strings(*k.packed(strings)))
+    assert len(set(hash_strings(strings).tolist())) == len(strings)
