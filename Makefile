@@ -52,6 +52,13 @@ deploy-constraints: venv
 	  echo "# Regenerate with: make deploy-constraints"; \
 	  $(PY) -m pip freeze | grep -vE '^(-e|#)' | grep -viE '^assay==' | sed -E 's/^([^=]+==[^+]+)\+.*/\1/' | sort -f; \
 	} > deploy/images/constraints.txt
+	# the `cluster` extra's packages (ray[default]) are not in the venv: pin pip's resolution of them
+	tmp=$$(mktemp) && $(PY) -m pip install -q --dry-run --ignore-installed --report $$tmp \
+	  -c deploy/images/constraints.txt "ray[data,default]==2.60.0" && \
+	{ echo "# pins for the images' \`cluster\` extra (ray[default]) beyond constraints.txt: pip's resolution"; \
+	  echo "# of ray[data,default] under constraints.txt. Regenerate with: make deploy-constraints"; \
+	  $(PY) -c "import json,re,sys; r=json.load(open(sys.argv[1])); have={re.sub(r'[-_.]+','-',l.split('==')[0]).lower() for l in open('deploy/images/constraints.txt') if '==' in l}; [print(n+'=='+v) for n,v in sorted((i['metadata']['name'],i['metadata']['version']) for i in r['install']) if re.sub(r'[-_.]+','-',n).lower() not in have]" $$tmp; \
+	} > deploy/images/constraints-cluster.txt; rm -f $$tmp
 
 images:
 	deploy/images/build.sh

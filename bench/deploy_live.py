@@ -162,6 +162,36 @@ def _diff(a: Any, b: Any, path: str = "") -> list[str]:
     return [] if a == b else [f"{path or '.'}: {json.dumps(a)[:200]} != {json.dumps(b)[:200]}"]
 
 
+def rayjob_manifest(cenv: dict[str, str], project: str, head: str, data: Path) -> tuple[dict[str, Any], str]:
+    """What KubeRay's K8sJobMode submitter does, against the compose stack's head: `ray job
+    submit` from a separate container holding only the cluster's Ray token; the job runs
+    deploy/kubernetes/rayjob.yaml's entrypoint with the demo spec (inputs under /data, output on
+    the shared snapshots volume). Returns the run's manifest and why a wrong token was refused."""
+    spec = (REPO / "examples" / "demo.toml").read_text().replace('"examples/data/', '"/data/examples/data/')
+    spec = spec.replace('dir = "runs/demo"', 'dir = "/var/lib/assay/rayjob-live"')
+    assert "/data/examples/data/" in spec and "/var/lib/assay/rayjob-live" in spec
+    (data / "rayjob.toml").write_text(spec)
+    (data / "rayjob.toml").chmod(0o644)
+    entry = "assay run /data/rayjob.toml --ray auto --no-progress"
+    assert entry.replace("/data/rayjob.toml", "/specs/curate.toml") in (REPO / "deploy" / "kubernetes" / "rayjob.yaml").read_text()
+    # without the token the dashboard refuses the submission
+    base_cmd = ["podman", "run", "--rm", "--network", f"{project}_default", "-e", "RAY_USAGE_STATS_ENABLED=0"]
+    sub = ["ray", "job", "submit", "--address", "http://ray-head:8265", "--", *entry.split()]
+    denied = _run(base_cmd + ["-e", "RAY_AUTH_MODE=token", "-e", "RAY_AUTH_TOKEN=not-the-token",
+                              f"localhost/assay-worker:{TAG}", *sub], cenv, 300, check=False)
+    why = (denied.stdout + denied.stderr).strip().splitlines()
+    assert denied.returncode != 0, "the dashboard accepted a job with a wrong Ray token"
+    assert any(w in "\n".join(why) for w in ("401", "nauthorized", "uthentication", "nvalid token")), \
+        f"a wrong token failed for another reason: {why[-5:]}"
+    denied_line = next((line for line in reversed(why) if any(w in line for w in ("401", "nauthorized", "uthentication"))), why[-1])
+    ok = _run(base_cmd + ["-e", "RAY_AUTH_MODE=token", "-e", "RAY_AUTH_TOKEN", f"localhost/assay-worker:{TAG}", *sub],
+              {**cenv, "RAY_AUTH_TOKEN": cenv["ASSAY_RAY_TOKEN"]}, 900, check=False)
+    if ok.returncode != 0:
+        raise RuntimeError(f"ray job submit failed ({ok.returncode}):\n{ok.stdout[-3000:]}\n{ok.stderr[-3000:]}")
+    text = _run(["podman", "exec", head, "cat", "/var/lib/assay/rayjob-live/manifest.json"], cenv, 60).stdout
+    return json.loads(text), denied_line[:300]
+
+
 def local_manifest(tmp: Path) -> dict[str, Any]:
     out = tmp / "local-run"
     env = {**os.environ, "PYTHONPATH": str(REPO) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")}
@@ -280,8 +310,20 @@ def main(argv: list[str] | None = None) -> None:
         result["driver_logs_on_api_node"] = int(drivers or 0)
         assert result["driver_logs_on_api_node"] >= 1, "the job's driver never connected to the Ray cluster"
 
+        # 5b. the KubeRay RayJob's path (K8sJobMode): a submitter container of the worker image
+        #     with only the Ray token runs `ray job submit` against the head's dashboard; the
+        #     entrypoint `assay run SPEC --ray auto` runs as a Ray job on the head
+        t0 = time.monotonic()
+        rj, result["rayjob_wrong_token"] = rayjob_manifest(cenv, project, head, data)
+        result["rayjob_s"] = round(time.monotonic() - t0, 1)
+
         log("running the same spec locally (assay run, in-process)")
         local = local_manifest(tmp)
+        rj_diff = _diff(local, {**rj, "spec": {**rj["spec"], "input": {**rj["spec"]["input"],
+                                                                    "paths": local["spec"]["input"]["paths"]}}})
+        assert rj["spec"]["input"]["paths"] == ["/data/" + p for p in local["spec"]["input"]["paths"]], rj["spec"]["input"]
+        result["rayjob_manifest_equal"] = not rj_diff
+        assert not rj_diff, f"the RayJob-style run's manifest differs from a local run's in {rj_diff}"
         # the one field that may differ: the service resolves a spec's input globs under its
         # input root and records the files it read (its root scrubbed to <input-root-0>); they
         # must be exactly the files the local run's glob names
@@ -320,7 +362,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"compose stack run live on {result['date']}: job {result['job_id']} in {result['job_s']} s "
           f"(stack up in {result['stack_up_s']} s, {result['ray_nodes']} Ray nodes, {result['rows']} rows in "
           f"{result['shards']} shards), shard 0 sha256 ok, manifest equal to a local run's: {result['manifest_equal']} "
-          f"(input paths: the same files, resolved under the input root); "
+          f"(input paths: the same files, resolved under the input root); RayJob-style submission "
+          f"(ray job submit with the token, K8sJobMode's path) in {result['rayjob_s']} s, manifest equal: "
+          f"{result['rayjob_manifest_equal']}; "
           f"torn down: {result.get('torn_down')}; load average {result['load_avg_1m_at_start']:.1f} on "
           f"{os.cpu_count()} cores; containers: {runtime_note}")
 

@@ -40,7 +40,7 @@ for img in worker api; do
   echo "build.sh: building assay-$img:$TAG from $PYTHON_IMAGE" >&2
   ca=()
   [ -f /etc/ssl/certs/ca-certificates.crt ] && ca=(--volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
-  buildah bud --isolation="$ISOLATION" --layers "${ca[@]}" --build-arg PYTHON_IMAGE="$PYTHON_IMAGE" \
+  buildah bud --isolation="$ISOLATION" --layers --force-rm "${ca[@]}" --build-arg PYTHON_IMAGE="$PYTHON_IMAGE" \
     -f deploy/images/Containerfile.$img -t "localhost/assay-$img:$TAG" .
   user=$(buildah inspect --type image --format '{{.OCIv1.Config.User}}' "localhost/assay-$img:$TAG")
   [ "$user" = "10001:10001" ] || { echo "build.sh: assay-$img runs as '$user', not 10001" >&2; exit 1; }
@@ -59,7 +59,7 @@ done
 POSTGRES_IMAGE=${POSTGRES_IMAGE:-docker.io/library/postgres:15.10-bookworm}
 if ! have_image "$POSTGRES_IMAGE" && ! buildah pull -q "$POSTGRES_IMAGE" >/dev/null 2>&1; then
   echo "build.sh: cannot pull $POSTGRES_IMAGE; building localhost/assay-postgres:15 from Debian's postgresql-15" >&2
-  buildah bud --isolation="$ISOLATION" --layers "${ca[@]}" --build-arg PYTHON_IMAGE="$PYTHON_IMAGE" \
+  buildah bud --isolation="$ISOLATION" --layers --force-rm "${ca[@]}" --build-arg PYTHON_IMAGE="$PYTHON_IMAGE" \
     -f deploy/images/Containerfile.postgres -t localhost/assay-postgres:15 .
   c=$(buildah from localhost/assay-postgres:15)
   buildah run --isolation="$ISOLATION" --user postgres "$c" -- postgres --version

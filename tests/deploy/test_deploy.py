@@ -35,6 +35,8 @@ def _pod_templates(doc: dict[str, Any]) -> list[dict[str, Any]]:
         return [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]
     if doc["kind"] in ("Deployment", "StatefulSet"):
         return [spec["template"]]
+    if doc["kind"] == "RayJob" and "submitterPodTemplate" in spec:
+        return [spec["submitterPodTemplate"]]
     return []
 
 
@@ -89,7 +91,8 @@ RAYJOB = {
                             "properties": {"entrypoint": {"type": "string"}, "clusterSelector": _STR_MAP,
                                            "submissionMode": {"enum": ["K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"]},
                                            "activeDeadlineSeconds": {"type": "integer"}, "backoffLimit": {"type": "integer"},
-                                           "shutdownAfterJobFinishes": {"type": "boolean"}}}},
+                                           "shutdownAfterJobFinishes": {"type": "boolean"},
+                                           "submitterPodTemplate": {"type": "object"}}}},
 }
 
 
@@ -101,7 +104,7 @@ def test_kuberay_resources_have_valid_pod_templates_and_fields():
     assert set(ray_docs) == {"RayCluster", "RayJob"}
     jsonschema.validate(ray_docs["RayCluster"], RAYCLUSTER)
     jsonschema.validate(ray_docs["RayJob"], RAYJOB)
-    for tmpl in _pod_templates(ray_docs["RayCluster"]):
+    for tmpl in _pod_templates(ray_docs["RayCluster"]) + _pod_templates(ray_docs["RayJob"]):
         kubernetes_validate.validate({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"},
                                       "template": tmpl}, K8S_VERSION, strict=True)
     # the RayJob runs on this cluster, and its spec is a valid assay spec
@@ -347,3 +350,46 @@ def test_raycluster_reads_as_rays_kuberay_autoscaler_reads_it():
     bad["spec"]["workerGroupSpecs"][0]["rayStartParams"] = {"num-cpus": "eight"}
     with pytest.raises(Exception):
         validate_config(_derive_autoscaling_config_from_ray_cr(bad))
+
+
+def test_rayjob_submitter_presents_the_clusters_ray_token():
+    """K8sJobMode with our own submitter pod: KubeRay runs `ray job submit` in it, and with Ray
+    token auth on, the dashboard refuses a submitter without the cluster's token."""
+    job = next(d for _, d in _all_k8s() if d["kind"] == "RayJob")
+    rc = next(d for _, d in _all_k8s() if d["kind"] == "RayCluster")
+    assert job["spec"]["submissionMode"] == "K8sJobMode"
+    sub = job["spec"]["submitterPodTemplate"]["spec"]["containers"][0]
+    assert "command" not in sub, "KubeRay supplies the submit command from `entrypoint`"
+    head = rc["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+
+    def token_ref(c: dict[str, Any]) -> Any:
+        return next(e["valueFrom"] for e in c["env"] if e["name"] == "RAY_AUTH_TOKEN")
+
+    assert token_ref(sub) == token_ref(head)
+    assert {e["name"]: e.get("value") for e in sub["env"]}["RAY_AUTH_MODE"] == "token"
+
+
+def test_images_carry_rays_dashboard_pinned():
+    """Ray nodes under KubeRay need ray[default] (dashboard, agents): the images install the
+    `cluster` extra, every package of it beyond constraints.txt pinned in constraints-cluster.txt."""
+    opt = _pyproject()["project"]["optional-dependencies"]
+    assert any(r.startswith("ray[") and "default" in r for r in opt["cluster"])
+    in_all = {e for r in opt["all"] for e in re.search(r"assay\[([^\]]+)\]", r).group(1).split(",")}
+    assert "cluster" not in in_all, \
+        "ray[default] stays out of the development venv (its dashboard agent would start with every test cluster)"
+    for name in ("Containerfile.api", "Containerfile.worker"):
+        text = (DEPLOY / "images" / name).read_text()
+        assert "cluster" in re.search(r"ARG EXTRAS=(\S+)", text).group(1).split(",")
+        assert "--constraint deps/constraints-cluster.txt" in text
+
+    def pins(f: str) -> dict[str, str]:
+        out = {}
+        for line in (DEPLOY / "images" / f).read_text().splitlines():
+            if line and not line.startswith("#"):
+                n, v = line.split("==")
+                out[re.sub(r"[-_.]+", "-", n).lower()] = v
+        return out
+
+    base, extra = pins("constraints.txt"), pins("constraints-cluster.txt")
+    assert not set(base) & set(extra), "a package pinned twice"
+    assert {"aiohttp", "aiohttp-cors", "grpcio", "opencensus", "py-spy", "virtualenv"} <= set(extra)
