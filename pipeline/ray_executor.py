@@ -22,7 +22,7 @@ from typing import Any
 
 from pipeline.executor import BaseExecutor, ShardWorker
 from pipeline.plan import make_plan
-from pipeline.reduce import ReduceTask
+from pipeline.reduce import ReduceTask, run_inline
 from pipeline.spec import PipelineSpec, SpecError
 
 
@@ -158,7 +158,12 @@ class RayExecutor(BaseExecutor):
         if on_this_node:  # the reduce's files are staged on the driver's machine: run there, in parallel
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+            node = ray.get_runtime_context().get_node_id()
+            cpus = next((float(n.get("Resources", {}).get("CPU", 0.0)) for n in ray.nodes()
+                         if n.get("NodeID") == node and n.get("Alive")), 0.0)
+            if cpus < opts["num_cpus"]:  # a CPU-less driver node (the API's, in deploy/): tasks could never start
+                return run_inline(tasks), "inline"
+            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
             where = "ray-this-node"
         remote = ray.remote(**opts)(_run_reduce_task)
         return list(ray.get([remote.remote(t) for t in tasks])), where

@@ -112,6 +112,28 @@ def test_a_killed_ray_worker_process_is_retried_and_the_run_finishes_with_the_lo
     assert _manifest_out(stdout) == reference
 
 
+@pytest.mark.timeout(600)
+def test_s3_reduces_from_a_cpu_less_driver_node_do_not_wait_for_cpus_that_never_come(
+        inputs: Path, reference: dict, tmp_path: Path, monkeypatch):
+    """The driver on a node without CPUs (deploy/'s API container joins the cluster so): reduce
+    tasks over files staged on that node cannot be pinned there; they run in the driver."""
+    from pipeline import storage
+
+    with moto_s3("assay") as s3env, LocalRayCluster(head_cpus=0, env=s3env) as cluster:
+        for k, v in s3env.items():
+            monkeypatch.setenv(k, v)
+        storage._filesystem.cache_clear()
+        out = "s3://assay/ray/cpu-less-head"
+        spec = tmp_path / "s3.toml"
+        spec.write_text(_to_toml(_spec_data(inputs, out)))  # type: ignore[arg-type]
+        p = _assay(["run", str(spec), "--ray", cluster.address, "--no-progress", "--json"], cluster.env, 400)
+        stdout, err = p.communicate(timeout=400)
+        assert p.returncode == 0, err[-3000:]
+        assert _manifest_out(stdout) == reference
+        assert storage.read_json(f"{out}/_work/markers/reduce-dedup.exact.json")["ran"] == ["inline"]
+    storage._filesystem.cache_clear()
+
+
 def _dead_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
