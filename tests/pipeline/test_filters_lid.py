@@ -232,3 +232,26 @@ def test_model_reader_against_fasttext_and_its_python_reference():
         wid = ft.get_word_id(w)
         rows = ours.sub_rows[ours.sub_offsets[wid] : ours.sub_offsets[wid + 1]]
         assert list(ft.get_subwords(w)[1]) == rows.tolist(), w
+
+
+def test_lid_then_filter_lang_keeps_what_datatrove_language_filter_keeps(parity_corpus):
+    """Decisions of lid.fasttext (whole page) + filter.lang against datatrove's LanguageFilter
+    (languages=["en"], threshold 0.65) on every text of the parity corpus. datatrove keeps a
+    score > 0.65, filter.lang a score >= 0.65: they differ only at exactly 0.65 (float32),
+    which no text here hits."""
+    from datatrove.data import Document
+    from datatrove.pipeline.filters import LanguageFilter
+    from fasttext.FastText import _FastText
+
+    dt = LanguageFilter(languages=["en"], language_threshold=0.65)
+    dt.model._model = _FastText(default_model_path())
+    expected = [bool(dt.filter(Document(text=t, id=str(i)))) for i, t in enumerate(parity_corpus)]
+    table = FastTextLidStage({"max_chars": 0}).process(_table(parity_corpus), StageContext("lid"))
+    assert not (table.column("lang_score").to_numpy() == np.float32(0.65)).any()
+    out = LangFilterStage({"languages": ["en"], "min_score": 0.65}).process(
+        table, StageContext("filter.lang")
+    )
+    kept = set(out.column("id").to_pylist())
+    got = [i in kept for i in range(len(parity_corpus))]
+    assert got == expected
+    assert 1000 < sum(got) < len(got) - 1000
