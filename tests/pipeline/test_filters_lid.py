@@ -255,3 +255,15 @@ def test_lid_then_filter_lang_keeps_what_datatrove_language_filter_keeps(parity_
     got = [i in kept for i in range(len(parity_corpus))]
     assert got == expected
     assert 1000 < sum(got) < len(got) - 1000
+
+
+def test_without_numba_the_stage_falls_back_to_fasttext(monkeypatch, paragraphs, caplog):
+    import pipeline.filters.lid as lid_mod
+
+    texts = [p["text"] for p in paragraphs[:40]]
+    expected = FastTextLidStage().predict(texts)
+    monkeypatch.setattr(lid_mod, "_have_numba", lambda: False)
+    stage = FastTextLidStage()
+    got = stage.predict(texts)
+    assert stage._kernel is False and "numba is not installed" in caplog.text
+    assert got[0] == expected[0] and np.array_equal(got[1], expected[1])

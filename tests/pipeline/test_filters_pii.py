@@ -225,3 +225,18 @@ def test_datatrove_rules_give_piiformatter_output_on_every_real_document(shared_
         bad = [i for i, (a, b) in enumerate(zip(got, expected, strict=True)) if a != b]
         assert not bad, bad[:5]
         assert sum(a != b for a, b in zip(texts, expected, strict=True)) > 1500
+
+
+def test_without_numba_the_stage_runs_the_whole_text_passes(monkeypatch, signed_texts, caplog):
+    import pipeline.filters.pii as pii_mod
+
+    texts = signed_texts[:30] + EDGE_TEXTS
+    expected = PiiRedactStage().process(doc_table(texts), StageContext("pii"))
+    monkeypatch.setattr(pii_mod, "_have_numba", lambda: False)
+    stage = PiiRedactStage()
+    stage.setup()
+    out = stage.process(doc_table(texts), StageContext("pii"))
+    assert stage._kernel is False and "numba is not installed" in caplog.text
+    assert out.column("text").to_pylist() == expected.column("text").to_pylist()
+    assert out.column("pii.count").to_pylist() == expected.column("pii.count").to_pylist()
+    assert stage.redact(texts[0]) == stage.redact_reference(texts[0])
