@@ -70,18 +70,33 @@ def load_docs(data_dir: Path, n_raw: int, n_pages: int, seed: int = 0) -> list[t
     return docs
 
 
-def _ours(name: str) -> Callable[[str], tuple[str | None, str | None]]:
+BATCH = 1000  # documents per Arrow batch, the executor's default
+
+
+def _ours_batch(name: str) -> Callable[[list[str]], list[tuple[str | None, str | None]]]:
+    """Our filter over Arrow batches, as the executor runs it."""
+    import pyarrow as pa
+
     from pipeline.filters import heuristics as h
 
     if name == "c4":
         stage_c4 = h.C4QualityStage()
-        return stage_c4.judge
+        return lambda texts: [stage_c4.judge(t) for t in texts]
     stage = {
         "gopher_quality": h.GopherQualityStage,
         "gopher_repetition": h.GopherRepetitionStage,
         "fineweb": h.FineWebQualityStage,
     }[name]()
-    return lambda text: (stage.judge(text), None)
+
+    def judge(texts: list[str]) -> list[tuple[str | None, str | None]]:
+        out: list[tuple[str | None, str | None]] = []
+        for i in range(0, len(texts), BATCH):
+            table = pa.table({"text": pa.array(texts[i : i + BATCH], pa.large_string())})
+            mask, reasons = stage.keep(table)
+            out += [(None if k else r, None) for k, r in zip(mask.tolist(), reasons, strict=True)]
+        return out
+
+    return judge
 
 
 def _datatrove(name: str) -> Callable[[str], tuple[str | None, str | None]]:
@@ -106,11 +121,16 @@ def _datatrove(name: str) -> Callable[[str], tuple[str | None, str | None]]:
 
 
 def _reset_caches() -> None:
+    """Empty every cache of ours (a fresh worker): the Python splitter's, the kernel's."""
     from pipeline.filters import heuristics, words
 
     words.english_splitter().cache.clear()
     heuristics._chunk_stats.cache.clear()
     heuristics._chunk_stats.tokens.clear()
+    kn = words._kernels()
+    kn.fallback.clear()
+    kn.ckeys[:] = 0
+    kn.cfill[:] = 0
 
 
 def _reset_datatrove_cache() -> None:
@@ -126,25 +146,29 @@ def run(
     texts = [t for _, t in docs]
     origins = [o for o, _ in docs]
     chars = sum(map(len, texts))
+    utf8_mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
     results: dict[str, Any] = {
         "docs": len(texts),
         "chars": chars,
+        "utf8_mb": utf8_mb,
         "origins": dict(Counter(origins)),
         "filters": {},
     }
-    # warm imports (spaCy model build, our rules) outside the timings
-    _datatrove("gopher_quality")("warm up the tokenizer.")
-    _ours("gopher_quality")("warm up the tokenizer.")
+    # the same warm-up for both sides, outside the timings: imports, spaCy's tokenizer build,
+    # our kernels loaded from numba's cache; one document through every filter
+    for name in FILTERS:
+        _datatrove(name)("Warm up the tokenizer. It runs once.")
+        _ours_batch(name)(["Warm up the tokenizer. It runs once."])
 
     for name in FILTERS:
-        dt, ours = _datatrove(name), _ours(name)
+        dt, ours = _datatrove(name), _ours_batch(name)
         _reset_datatrove_cache()
         t0 = time.process_time()
         ref = [dt(t) for t in texts]
         t_dt = time.process_time() - t0
         _reset_caches()
         t0 = time.process_time()
-        got = [ours(t) for t in texts]
+        got = ours(texts)
         t_ours = time.process_time() - t0
         n = len(texts)
         agree = sum((a[0] is None) == (b[0] is None) for a, b in zip(ref, got, strict=True))
@@ -164,12 +188,38 @@ def run(
             "datatrove_reasons": dict(reason_mix.most_common()),
             "datatrove_docs_per_s": n / t_dt,
             "fast_docs_per_s": n / t_ours,
+            "datatrove_mb_per_cpu_s": utf8_mb / t_dt,
+            "fast_mb_per_cpu_s": utf8_mb / t_ours,
             "speedup": t_dt / t_ours,
         }
 
+    # the word splitter alone: datatrove's split_into_words (spaCy) vs our batch kernels
+    import pyarrow as pa
+    from datatrove.utils.text import split_into_words
+
+    from pipeline.filters.words import batch_tokens
+
+    _reset_datatrove_cache()
+    t0 = time.process_time()
+    n_dt = sum(len(split_into_words(t)) for t in texts)
+    t_dt = time.process_time() - t0
+    _reset_caches()
+    t0 = time.process_time()
+    n_ours = 0
+    for i in range(0, len(texts), BATCH):
+        n_ours += len(batch_tokens(pa.array(texts[i : i + BATCH], pa.large_string())).tok_s)
+    t_ours = time.process_time() - t0
+    results["words"] = {
+        "datatrove_words": n_dt,
+        "fast_words": n_ours,
+        "datatrove_mb_per_cpu_s": utf8_mb / t_dt,
+        "fast_mb_per_cpu_s": utf8_mb / t_ours,
+        "speedup": t_dt / t_ours,
+    }
+
     # all four per document, as a pipeline runs them
     dts = [_datatrove(n) for n in FILTERS]
-    ours_all = [_ours(n) for n in FILTERS]
+    ours_all = [_ours_batch(n) for n in FILTERS]
     _reset_datatrove_cache()
     t0 = time.process_time()
     for t in texts:
@@ -178,9 +228,9 @@ def run(
     t_dt = time.process_time() - t0
     _reset_caches()
     t0 = time.process_time()
-    for t in texts:
+    for i in range(0, len(texts), BATCH):  # batch by batch, each filter in turn
         for f in ours_all:
-            f(t)
+            f(texts[i : i + BATCH])
     t_ours = time.process_time() - t0
     results["chained"] = {
         "datatrove_docs_per_s": len(texts) / t_dt,
@@ -190,23 +240,116 @@ def run(
     return results
 
 
+STAGE_KINDS = (
+    "filter.length",
+    "filter.gopher_repetition",
+    "filter.gopher_quality",
+    "filter.c4",
+    "filter.fineweb",
+)
+
+
+def stage_sample(data_dir: Path, mb: float, seed: int, path: Path) -> float:
+    """Whole documents of ``pretrain_raw`` in a seeded random order, up to ``mb`` MB of JSONL."""
+    import zstandard
+
+    with open(data_dir / "pretrain_raw.jsonl.zst", "rb") as f:
+        lines = list(
+            io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(f), encoding="utf-8")
+        )
+    random.Random(seed).shuffle(lines)
+    n = 0
+    with open(path, "w", encoding="utf-8") as out:
+        for line in lines:
+            out.write(line)
+            n += len(line.encode("utf-8"))
+            if n > mb * 1e6:
+                break
+    return n / 1e6
+
+
+def stage_cpu(kind: str, sample: Path, code_root: Path) -> float:
+    """CPU-seconds (user + system) of one ``assay stage KIND sample out`` command."""
+    import resource
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "stage",
+                kind,
+                str(sample),
+                f"{tmp}/out",
+                "--no-progress",
+            ],  # fmt: skip
+            check=True,
+            stdout=subprocess.DEVNULL,
+            cwd=code_root,
+            env={**__import__("os").environ, "PYTHONPATH": str(code_root)},
+        )
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def run_stages(
+    data_dir: Path, mb: float, seed: int, roots: dict[str, Path], reps: int
+) -> dict[str, Any]:
+    """``assay stage`` per heuristic filter over a ``filter.length`` baseline, as the issue
+    measures it: MB of JSONL / (CPU-s of the filter's command - CPU-s of the baseline's). Each
+    checkout (label -> code root) runs every kind ``reps`` times, interleaved; the least CPU
+    counts (neighbours on a loaded machine only ever add)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sample = Path(tmp) / "sample.jsonl"
+        size = stage_sample(data_dir, mb, seed, sample)
+        for root in roots.values():  # compile / load numba caches once, outside the timings
+            stage_cpu("filter.gopher_quality", sample, root)
+            stage_cpu("filter.gopher_repetition", sample, root)
+        cpu: dict[str, dict[str, float]] = {label: {} for label in roots}
+        for _ in range(reps):
+            for label, root in roots.items():
+                for kind in STAGE_KINDS:
+                    t = stage_cpu(kind, sample, root)
+                    cpu[label][kind] = min(cpu[label].get(kind, t), t)
+    out: dict[str, Any] = {"sample_mb": size, "cpu_s": cpu, "mb_per_cpu_s": {}}
+    for label in roots:
+        base = cpu[label]["filter.length"]
+        out["mb_per_cpu_s"][label] = {
+            k: size / max(cpu[label][k] - base, 1e-9) for k in STAGE_KINDS[1:]
+        }
+    return out
+
+
 def format_table(results: dict[str, Any]) -> str:
     lines = [
         "| filter | decisions agree | same reason | datatrove docs/CPU-s | fast docs/CPU-s "
-        "| speed-up |",
-        "|---|---|---|---|---|---|",
+        "| datatrove MB/CPU-s | fast MB/CPU-s | speed-up |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["filters"].items():
         lines.append(
             f"| {name} | {100 * r['decision_agreement']:.2f}% | {100 * r['reason_agreement']:.2f}% "
             f"| {r['datatrove_docs_per_s']:.0f} | {r['fast_docs_per_s']:.0f} "
+            f"| {r['datatrove_mb_per_cpu_s']:.2f} | {r['fast_mb_per_cpu_s']:.1f} "
             f"| {r['speedup']:.1f}× |"
         )
     c = results["chained"]
     lines.append(
-        f"| all four, per doc | | | {c['datatrove_docs_per_s']:.0f} | {c['fast_docs_per_s']:.0f} "
-        f"| {c['speedup']:.1f}× |"
+        f"| all four | | | {c['datatrove_docs_per_s']:.0f} | {c['fast_docs_per_s']:.0f} "
+        f"| | | {c['speedup']:.1f}× |"
     )
+    if "words" in results:
+        w = results["words"]
+        lines.append(
+            f"| word splitting alone | | | | | {w['datatrove_mb_per_cpu_s']:.2f} "
+            f"| {w['fast_mb_per_cpu_s']:.1f} | {w['speedup']:.1f}× |"
+        )
     return "\n".join(lines)
 
 
@@ -217,7 +360,42 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pages", type=int, default=1500, help="WARC pages, extracted")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    ap.add_argument(
+        "--stage-mb",
+        type=float,
+        default=0,
+        help="instead: time `assay stage` per filter on this many MB of pretrain_raw",
+    )
+    ap.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="with --stage-mb: also time this other checkout (e.g. a git worktree of an older commit)",
+    )
+    ap.add_argument("--reps", type=int, default=2)
     args = ap.parse_args(argv)
+    if args.stage_mb:
+        roots = {"now": Path(__file__).resolve().parents[1]}
+        if args.before:
+            roots = {"before": args.before.resolve(), **roots}
+        res = run_stages(args.data, args.stage_mb, args.seed, roots, args.reps)
+        print(
+            f"{res['sample_mb']:.1f} MB of pretrain_raw (JSONL), CPU-s per command (least of {args.reps}):"
+        )
+        for label, cpu in res["cpu_s"].items():
+            print(f"  {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
+        print("| filter | " + " | ".join(f"{lb} MB/CPU-s" for lb in roots) + " |")
+        print("|---|" + "---:|" * len(roots))
+        for kind in STAGE_KINDS[1:]:
+            print(
+                f"| `{kind}` | "
+                + " | ".join(f"{res['mb_per_cpu_s'][lb][kind]:.1f}" for lb in roots)
+                + " |"
+            )
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(res, indent=2) + "\n")
+        return 0
     results = run(args.data, args.raw, args.pages, args.seed)
     print(f"{results['docs']} docs ({results['origins']}), {results['chars'] / 1e6:.1f} M chars")
     print(format_table(results))
