@@ -8,19 +8,10 @@ U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000 (tested against ``
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
-_d = os.environ.get("NUMBA_CACHE_DIR") or str(
-    Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "assay" / "numba"
-)
-os.environ.setdefault("NUMBA_CACHE_DIR", _d)
-Path(os.environ["NUMBA_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
+from pipeline._numba_cache import numba_with_cache
 
-import numba as nb  # noqa: E402
-
-if not nb.config.CACHE_DIR:
-    nb.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+nb = numba_with_cache()
 
 
 @nb.njit(cache=True)

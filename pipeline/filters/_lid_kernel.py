@@ -20,21 +20,12 @@ Imports numba at import time: import it lazily (``FastTextLidStage`` does).
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 
-_d = os.environ.get("NUMBA_CACHE_DIR") or str(
-    Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "assay" / "numba"
-)
-os.environ.setdefault("NUMBA_CACHE_DIR", _d)
-Path(os.environ["NUMBA_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
+from pipeline._numba_cache import numba_with_cache
 
-import numba as nb  # noqa: E402
-
-if not nb.config.CACHE_DIR:
-    nb.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+nb = numba_with_cache()
 
 _FNV_OFFSET = 2166136261  # hashes are kept in int64 and masked to 32 bits at each step
 _FNV_PRIME = 16777619

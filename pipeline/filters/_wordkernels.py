@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline import _wordcount  # noqa: F401  (sets NUMBA_CACHE_DIR before numba loads)
+from pipeline._numba_cache import numba_with_cache
 
-import numba as nb  # noqa: E402
+nb = numba_with_cache()
 
 _FNV_OFF = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
