@@ -21,15 +21,20 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def moto_server_bin() -> Path | None:
-    cands = [os.environ.get("ASSAY_MOTO_SERVER", ""),
-             str(Path(sys.executable).resolve().parent.parent.with_name(".venv-moto") / "bin" / "moto_server"),
-             str(Path(sys.executable).parent.parent.with_name(".venv-moto") / "bin" / "moto_server"),
-             str(REPO / ".venv-moto" / "bin" / "moto_server")]
+def venv_bin(env_var: str, venv: str, name: str) -> Path | None:
+    """``$env_var``, else ``name`` in the sibling venv ``venv`` of this interpreter's, else of the repo."""
+    cands = [os.environ.get(env_var, ""),
+             str(Path(sys.executable).resolve().parent.parent.with_name(venv) / "bin" / name),
+             str(Path(sys.executable).parent.parent.with_name(venv) / "bin" / name),
+             str(REPO / venv / "bin" / name)]
     for c in cands:
         if c and Path(c).is_file():
             return Path(c)
     return None
+
+
+def moto_server_bin() -> Path | None:
+    return venv_bin("ASSAY_MOTO_SERVER", ".venv-moto", "moto_server")
 
 
 def free_port() -> int:
@@ -43,14 +48,9 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "A
 
 
 @contextmanager
-def moto_s3(bucket: str = "assay") -> Iterator[dict[str, str]]:
-    """Start moto on a free loopback port; yield the environment a client needs (endpoint included)."""
-    exe = moto_server_bin()
-    if exe is None:
-        pytest.fail("moto_server not found: run `make venv-moto` (creates .venv-moto with moto[server])")
-    port = free_port()
-    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+def loopback_server(cmd: list[str], port: int, what: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``cmd`` until the block ends; enter once it accepts connections on 127.0.0.1:``port``."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 60
         while True:
@@ -59,8 +59,25 @@ def moto_s3(bucket: str = "assay") -> Iterator[dict[str, str]]:
                 break
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("moto_server did not start") from None
+                    raise RuntimeError(f"{what} did not start") from None
                 time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextmanager
+def moto_s3(bucket: str = "assay") -> Iterator[dict[str, str]]:
+    """Start moto on a free loopback port; yield the environment a client needs (endpoint included)."""
+    exe = moto_server_bin()
+    if exe is None:
+        pytest.fail("moto_server not found: run `make venv-moto` (creates .venv-moto with moto[server])")
+    port = free_port()
+    with loopback_server([str(exe), "-H", "127.0.0.1", "-p", str(port)], port, "moto_server"):
         env = {**S3_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
         import pyarrow.fs as pafs
 
@@ -68,9 +85,3 @@ def moto_s3(bucket: str = "assay") -> Iterator[dict[str, str]]:
                                endpoint_override=f"127.0.0.1:{port}", allow_bucket_creation=True)
         fs.create_dir(bucket)
         yield env
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
