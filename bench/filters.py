@@ -27,7 +27,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -268,25 +268,34 @@ def stage_sample(data_dir: Path, mb: float, seed: int, path: Path) -> float:
     return n / 1e6
 
 
-def stage_cpu(kind: str, sample: Path, code_root: Path) -> float:
-    """CPU-seconds (user + system) of one ``assay stage KIND sample out`` command."""
+def stage_cpu(
+    kind: str, sample: Path, code_root: Path, sets: Sequence[str] = (), out: Path | None = None
+) -> float:
+    """CPU-seconds (user + system) of one ``assay stage KIND sample out [--set K=V ...]`` command
+    run from ``code_root``; with ``out`` the stage's output (its ``stats.json``) is left there."""
     import resource
+    import shutil
     import subprocess
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
+        dest = out if out is not None else Path(tmp) / "out"
+        shutil.rmtree(dest, ignore_errors=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "stage",
+            kind,
+            str(sample),
+            str(dest),
+            "--no-progress",
+        ]
+        for kv in sets:
+            cmd += ["--set", kv]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pipeline.cli",
-                "stage",
-                kind,
-                str(sample),
-                f"{tmp}/out",
-                "--no-progress",
-            ],  # fmt: skip
+            cmd,
             check=True,
             stdout=subprocess.DEVNULL,
             cwd=code_root,

@@ -235,40 +235,23 @@ def bench_stage_commands(texts: list[str], workdir: Path, repeat: int = 2) -> di
     from ``stats.json`` and the whole command's CPU (user + sys of the child), beside
     ``filter.length`` (reading, writing and start-up: the baseline); the lowest of ``repeat``
     runs of each command (the machine is shared)."""
-    import os
-    import resource
     import shutil
-    import subprocess
 
+    from bench.filters import stage_cpu
+
+    workdir = workdir.resolve()  # the commands run from the code root
     workdir.mkdir(parents=True, exist_ok=True)
     pages = workdir / "pages.jsonl"
     with open(pages, "w") as fh:
         for t in texts:
             fh.write(json.dumps({"text": t}) + "\n")
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    root = Path(__file__).resolve().parents[1]
     rows = []
     for kind, sets in STAGE_RUNS:
         out = workdir / "out"
-        shutil.rmtree(out, ignore_errors=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "stage",
-            kind,
-            str(pages),
-            str(out),
-            "--no-progress",
-        ]
-        for kv in sets:
-            cmd += ["--set", kv]
         best: tuple[float, dict[str, Any]] | None = None
         for _ in range(repeat):
-            shutil.rmtree(out, ignore_errors=True)
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            subprocess.run(cmd, check=True, env=env, capture_output=True)
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            cpu = stage_cpu(kind, pages, root, sets, out)
             stats = json.loads((out / "stats.json").read_text())
             st = next(x for x in stats["stages"] if x["kind"] == kind)
             if best is None or cpu < best[0]:
