@@ -235,7 +235,7 @@ def show(snapshot: str) -> None:
 
     try:
         m = load_manifest(snapshot)
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:  # a missing folder or object, a bad URL, an unreachable store
         _fail(str(e))
         return
     t = m["totals"]
@@ -261,7 +261,7 @@ def verify(snapshot: str) -> None:
 
     try:
         manifest, problems = verify_snapshot(snapshot)
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:  # a missing folder or object, a bad URL, an unreachable store
         _fail(str(e))
         return
     t = manifest["totals"]

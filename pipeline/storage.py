@@ -152,7 +152,11 @@ def _filesystem(scheme: str, netloc: str) -> pafs.FileSystem:
         import fsspec
     except ImportError:  # pragma: no cover - fsspec ships with the storage extra
         raise RuntimeError(f"{scheme}:// locations need fsspec: pip install 'assay[storage]'") from None
-    return pafs.PyFileSystem(pafs.FSSpecHandler(fsspec.filesystem(scheme)))
+    try:
+        fs = fsspec.filesystem(scheme)
+    except (ValueError, TypeError, ImportError) as e:  # unknown protocol, one needing a host or options, a missing driver
+        raise ValueError(f"{scheme}:// locations cannot be opened: {e}") from None
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
 
 
 def resolve(loc: str | os.PathLike[str] | RemotePath) -> tuple[pafs.FileSystem, str]:

@@ -187,3 +187,17 @@ def test_show_takes_a_snapshot_url(s3: dict, local_inputs: Path, local_ref: dict
     missing = CliRunner().invoke(main, ["show", "s3://assay/runs/no-such-snapshot"])
     assert missing.exit_code == 2
     assert "is not a snapshot: no manifest.json" in missing.output and "Traceback" not in missing.output
+
+
+def test_show_and_verify_refuse_unusable_urls_in_one_line():
+    """An unknown scheme, or one fsspec cannot open without options, is a one-line usage error."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    for cmd in ("show", "verify"):
+        for url, why in (("nosuch://bucket/snap", "Protocol not known"), ("ftp://../etc/passwd", "host")):
+            r = CliRunner().invoke(main, [cmd, url])
+            assert r.exit_code == 2, (cmd, url, r.output)
+            assert f"{url.split(':')[0]}:// locations cannot be opened" in r.output and why in r.output
+            assert r.exception is None or isinstance(r.exception, SystemExit)
