@@ -18,14 +18,12 @@ the histograms only.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from pipeline import schema
@@ -72,7 +70,9 @@ class ThresholdConfig(StageConfig):
 
 
 def _finite(path: str) -> np.ndarray:
-    v = pq.read_table(path, columns=["value"]).column("value").to_numpy()
+    from pipeline.reduce import read_parquet
+
+    v = read_parquet(path, columns=["value"]).column("value").to_numpy()
     return v[np.isfinite(v)]
 
 
@@ -114,6 +114,7 @@ class ThresholdFilter(BarrierStage, FilterStage):
     outputs = ()
     resources = Resources(cpus=1.0, memory_gb=1.0)
     summary = "keep rows whose score column is within absolute or whole-input percentile bounds"
+    remote_state = True  # load_state reads through pipeline.storage
 
     config: ThresholdConfig
 
@@ -163,19 +164,19 @@ class ThresholdFilter(BarrierStage, FilterStage):
             if cfg.max_percentile is not None:
                 pct["max"] = next(it)
                 hi = pct["max"] if hi is None else min(hi, pct["max"])
-        state_dir = Path(rc.state_dir)
-        state_dir.mkdir(parents=True, exist_ok=True)
+        from pipeline.reduce import join, put_json
+
         state = {"column": cfg.column, "min": lo, "max": hi, "n_values": n,
                  "percentile_cutoffs": pct, "config": cfg.model_dump()}
-        tmp = state_dir / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        os.replace(tmp, state_dir / STATE_FILE)
+        put_json(join(rc.state_dir, STATE_FILE), json.dumps(state, indent=2))
 
     def load_state(self, state_dir: Path) -> None:
-        path = Path(state_dir) / STATE_FILE
-        if not path.exists():
+        from pipeline import storage
+
+        path = storage.as_loc(state_dir) / STATE_FILE
+        if not storage.exists(path):
             raise FileNotFoundError(f"filter.threshold: no state at {path}; reduce did not run")
-        state = json.loads(path.read_text())
+        state = storage.read_json(path)
         if state["column"] != self.config.column:
             raise ValueError(
                 f"filter.threshold: state at {path} is for column {state['column']!r}, "

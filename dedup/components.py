@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Generator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -94,15 +93,12 @@ def verify_spanning(a_loc: np.ndarray, b_loc: np.ndarray, n_local: int, flat: np
 
 def _save_edges(out_dir: str, src: np.ndarray, dst: np.ndarray, partitions: int, tag: str) -> None:
     """Write directed edges (both directions already in src/dst) to their partitions' inboxes."""
+    from pipeline.reduce import join, save_npz
+
     part = hash_partition(src.astype(np.uint64), partitions)
     for q in range(partitions):
         sel = part == q
-        d = Path(out_dir) / f"to-{q:05d}"
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f".{tag}.tmp.npz"
-        with open(tmp, "wb") as fh:
-            np.savez(fh, src=src[sel], dst=dst[sel])
-        tmp.replace(d / f"{tag}.npz")
+        save_npz(join(out_dir, f"to-{q:05d}", f"{tag}.npz"), src=src[sel], dst=dst[sel])
 
 
 def send_undirected(out_dir: str, x: np.ndarray, y: np.ndarray, partitions: int, tag: str) -> None:
@@ -110,12 +106,13 @@ def send_undirected(out_dir: str, x: np.ndarray, y: np.ndarray, partitions: int,
 
 
 def _load_inbox(in_dir: str, q: int) -> tuple[np.ndarray, np.ndarray]:
-    d = Path(in_dir) / f"to-{q:05d}"
+    from pipeline.reduce import join, list_folder, load_npz
+
     src, dst = [], []
-    for f in sorted(d.glob("*.npz")) if d.exists() else []:
-        with np.load(f) as z:
-            src.append(z["src"])
-            dst.append(z["dst"])
+    for f in list_folder(join(in_dir, f"to-{q:05d}"), ".npz"):
+        z = load_npz(f)
+        src.append(z["src"])
+        dst.append(z["dst"])
     if not src:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return unique_pairs(np.concatenate(src), np.concatenate(dst))
@@ -177,7 +174,7 @@ def components_plan(edges_dir: str, work: str, partitions: int, max_rounds: int 
     Returns the folder whose inboxes hold ``(root, node)`` pairs keyed by hash(root), one per
     node that has an edge; ``root`` is the smallest node of its component.
     """
-    import shutil
+    from pipeline import storage
 
     cur = edges_dir
     prev_digest: list[str] | None = None
@@ -192,9 +189,10 @@ def components_plan(edges_dir: str, work: str, partitions: int, max_rounds: int 
             return out
         prev_digest = digest
         yield [ReduceTask(star_step, ("small", mid, q, nxt, partitions)) for q in range(partitions)]
-        shutil.rmtree(mid, ignore_errors=True)
+        # the round's inputs are consumed: deleted through storage (scratch on an object store too)
+        storage.remove_tree(mid)
         if cur != edges_dir:
-            shutil.rmtree(cur, ignore_errors=True)
+            storage.remove_tree(cur)
         cur = nxt
     raise RuntimeError(f"connected components did not converge in {max_rounds} rounds")
 

@@ -26,7 +26,6 @@ from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import xxhash
 from pydantic import Field
 
@@ -58,6 +57,7 @@ class ExactDedupStage(BarrierStage):
     outputs = ()
     resources = Resources(cpus=1.0, memory_gb=1.0)
     summary = "drop documents whose normalized text was already seen (keeps the earliest)"
+    remote_state = True  # load_state reads through pipeline.storage
     config: ExactDedupConfig
 
     ARTIFACT_SCHEMA: ClassVar[pa.Schema] = pa.schema(
@@ -92,7 +92,7 @@ class ExactDedupStage(BarrierStage):
         )
 
     def reduce_plan(self, rc):  # type: ignore[no-untyped-def]
-        from pipeline.reduce import ReduceTask, shard_groups
+        from pipeline.reduce import ReduceTask, join, put_json, shard_groups
 
         paths = [p for _, p in rc.artifacts]
         out = rc.scratch_dir("ranges")
@@ -100,7 +100,7 @@ class ExactDedupStage(BarrierStage):
         yield [ReduceTask(_range_drops, (paths, p, P, f"{out}/range-{p:05d}.parquet")) for p in range(P)]
         ranges = [f"{out}/range-{p:05d}.parquet" for p in range(P)]
         yield [ReduceTask(_collect_shards, (ranges, [i for i, _ in g], rc.state_dir)) for g in shard_groups(rc)]
-        (Path(rc.state_dir) / "exact.json").write_text('{"format": "assay.exact-state/2"}\n')
+        put_json(join(rc.state_dir, "exact.json"), '{"format": "assay.exact-state/2"}\n')
 
     def load_state(self, state_dir: Path) -> None:
         self._state.open(state_dir)
@@ -137,11 +137,11 @@ def _range_drops(paths: list[str], part: int, partitions: int, out: str) -> int:
     """Step 1: the drops among rows whose hash lies in range ``part`` (of ``partitions``)."""
     import polars as pl
 
-    from pipeline.reduce import hash_partition, write_table
+    from pipeline.reduce import hash_partition, parquet_file, write_scratch_table, write_table
 
     pieces = []
     for path in paths:
-        pf = pq.ParquetFile(path)
+        pf = parquet_file(path)
         for rg in range(pf.num_row_groups):
             t = pf.read_row_group(rg)
             if partitions > 1:
@@ -171,18 +171,16 @@ def _range_drops(paths: list[str], part: int, partitions: int, out: str) -> int:
     )
     t = drops.to_arrow().cast(_DROP_SCHEMA)
     # sorted by shard in row groups of 64k rows: step 2 reads only the groups of its shards
-    tmp = Path(out).with_name(Path(out).name + ".tmp")
-    pq.write_table(t, tmp, row_group_size=65536)
-    tmp.replace(out)
+    write_scratch_table(out, t, row_group_size=65536)
     return t.num_rows
 
 
 def _collect_shards(ranges: list[str], shards: list[int], state_dir: str) -> None:
     """Step 2: each shard's drops from every hash range, sorted by doc_id, as its apply state."""
-    from pipeline.reduce import shard_state_path, write_table
+    from pipeline.reduce import read_parquet, shard_state_path, write_table
 
     for i in shards:
-        parts = [pq.read_table(r, filters=[("shard", "=", i)]) for r in ranges]
+        parts = [read_parquet(r, filters=[("shard", "=", i)]) for r in ranges]
         t = pa.concat_tables(parts).select(["doc_id", "keep_first"])
         if t.num_rows:
             t = t.sort_by("doc_id")

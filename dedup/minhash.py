@@ -48,7 +48,6 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from pipeline import schema
@@ -154,6 +153,7 @@ class MinhashDedupStage(BarrierStage):
     inputs = (schema.DOC_ID, schema.TEXT)
     outputs = (schema.DEDUP_CLUSTER, schema.DEDUP_CLUSTER_SIZE)
     resources = Resources(cpus=1.0, memory_gb=1.0)
+    remote_state = True  # load_state reads through pipeline.storage
     summary = (
         "MinHash LSH near-duplicates, verified Jaccard + union-find: remove/annotate/down-weight"
     )
@@ -268,7 +268,9 @@ class MinhashDedupStage(BarrierStage):
             "against": [str(o) for o in olds],
             "against_docs": int(n_old),
         }
-        (Path(rc.state_dir) / "index.json").write_text(json.dumps(info, indent=2, sort_keys=True))
+        from pipeline.reduce import join, put_json
+
+        put_json(join(rc.state_dir, "index.json"), json.dumps(info, indent=2, sort_keys=True))
         # how much verification work the partitions did (depends on the partitioning: marker only)
         return {"pairs_checked": int(sum(v[1] for v in ver)), "pairs_joined": int(sum(v[2] for v in ver))}
 
@@ -323,7 +325,9 @@ def _set(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
 
 
 def _row_groups(path: str, columns: list[str]):  # type: ignore[no-untyped-def]
-    pf = pq.ParquetFile(path)
+    from pipeline.reduce import parquet_file
+
+    pf = parquet_file(path)
     for rg in range(pf.num_row_groups):
         yield pf.read_row_group(rg, columns=columns)
 
@@ -392,12 +396,13 @@ def _bucket_task(sources: list[tuple[int, str]], part: int, partitions: int, ban
 def _gather(sources: dict[int, str], nodes: np.ndarray, column: str) -> pa.Array:
     """``column``'s value for each (sorted, unique) node, read one source at a time."""
     from dedup.components import ROW_BITS, ROW_MASK
+    from pipeline.reduce import read_parquet
 
     src = nodes >> np.int64(ROW_BITS)
     parts: list[pa.Array] = []
     for s in np.unique(src).tolist():
         rows = (nodes[src == s] & np.int64(ROW_MASK)).astype(np.int64)
-        col = pq.read_table(sources[s], columns=[column]).column(0)
+        col = read_parquet(sources[s], columns=[column]).column(0)
         parts.append(col.take(pa.array(rows)).combine_chunks())
     if not parts:
         return pa.array([], pa.null())
@@ -478,9 +483,9 @@ def _keep_task(labels_dir: str, r: int, sources: list[tuple[int, str]], out: str
             schema.DEDUP_CLUSTER_SIZE: pa.array(m_size),
             "keep": pa.array(m_node == m_keeper),
         }, schema=_MEMBER_SCHEMA)
-    tmp_path = Path(out).with_name(f".{Path(out).name}.tmp")
-    pq.write_table(table, tmp_path, row_group_size=65536)
-    tmp_path.replace(out)
+    from pipeline.reduce import write_scratch_table
+
+    write_scratch_table(out, table, row_group_size=65536)
     removed = int(table.num_rows - (pc.sum(table.column("keep")).as_py() or 0))
     return int(table.num_rows), removed, n_clusters
 
@@ -493,10 +498,11 @@ _STATE_SCHEMA = pa.schema([
 
 def _collect_task(member_files: list[str], group: list[tuple[int, str]], state_dir: str) -> None:
     """Step e: each shard's members from every root partition -> its apply state; index part."""
-    from pipeline.reduce import shard_state_path, write_table
+    from pipeline import storage
+    from pipeline.reduce import is_local, join, read_parquet, shard_state_path, write_table
 
     for shard, artifact in group:
-        parts = [pq.read_table(f, filters=[("shard", "=", shard)]) for f in member_files]
+        parts = [read_parquet(f, filters=[("shard", "=", shard)]) for f in member_files]
         t = pa.concat_tables(parts)
         if t.num_rows:
             t = t.sort_by("node")
@@ -504,7 +510,11 @@ def _collect_task(member_files: list[str], group: list[tuple[int, str]], state_d
                 t = _merge_repeated_ids(t)
             t = t.select([f.name for f in _STATE_SCHEMA]).cast(_STATE_SCHEMA).sort_by(schema.DOC_ID)
             write_table(shard_state_path(state_dir, shard), t)
-        # the artifact is the index part (immutable once written: a link where the disk allows)
+        # the artifact is the index part (immutable once written: a link where the disk allows,
+        # a server-side copy on an object store)
+        if not (is_local(state_dir) and is_local(artifact)):
+            storage.copy_file(artifact, join(state_dir, "index", f"part-{shard:05d}.parquet"))
+            continue
         dest = Path(state_dir) / "index" / f"part-{shard:05d}.parquet"
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.tmp")

@@ -46,7 +46,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from pipeline import schema
@@ -104,6 +103,7 @@ class SoftDedupStage(BarrierStage):
     inputs = (schema.DOC_ID, schema.TEXT)
     outputs = (schema.WEIGHT, COMMONNESS)
     resources = Resources(cpus=1.0, memory_gb=1.0)
+    remote_state = True  # load_state reads through pipeline.storage
     summary = (
         "SoftDedup: weight = 1/commonness under a corpus 4-gram count-min model (mean 1, clipped)"
     )
@@ -196,7 +196,9 @@ class SoftDedupStage(BarrierStage):
             "clipped_high": sum(o["clipped_high"] for o in outs),
             "median_log_commonness": median,
         }
-        (Path(rc.state_dir) / "softdedup.json").write_text(json.dumps(info, indent=2, sort_keys=True))
+        from pipeline.reduce import join, put_json
+
+        put_json(join(rc.state_dir, "softdedup.json"), json.dumps(info, indent=2, sort_keys=True))
 
     def load_state(self, state_dir: Path) -> None:
         self._state.open(state_dir)
@@ -229,8 +231,10 @@ class SoftDedupStage(BarrierStage):
 
 def _iter_words(paths: list[str]):  # type: ignore[no-untyped-def]
     """(flat uint32 word ids, int64 offsets, row-group table) per artifact row group."""
+    from pipeline.reduce import parquet_file
+
     for path in paths:
-        pf = pq.ParquetFile(path)
+        pf = parquet_file(path)
         for rg in range(pf.num_row_groups):
             t = pf.read_row_group(rg)
             col = t.column(WORDS).combine_chunks()
@@ -244,31 +248,40 @@ def _count(paths: list[str], ngram: int, depth: int, width_log2: int, out: str) 
     k = _kernels()
     table = np.zeros((depth, 1 << width_log2), dtype=np.uint32)
     total = 0
+    from pipeline.reduce import save_npy
+
     for words, offsets, _t in _iter_words(paths):
         total += k["count"](words, offsets, ngram, table)  # type: ignore[operator]
-    np.save(out, table)
+    save_npy(out, table)
     return int(total)
 
 
 def _merge_range(sketches: list[str], lo: int, hi: int, out: str) -> None:
     """Step 2: counters ``lo:hi`` of every sketch summed, saturating like one sketch would."""
-    maps = [np.load(path, mmap_mode="r") for path in sketches]
+    from pipeline.reduce import NpyColumns, save_npy
+
+    # column ranges only (local: memory maps; remote: ranged reads): never a whole sketch
+    maps = [NpyColumns(path) for path in sketches]
     merged = np.empty((maps[0].shape[0], hi - lo), dtype=np.uint32)
     step = 1 << 20  # columns at a time: the uint64 accumulator stays at 16 MB per sketch row
     for c0 in range(lo, hi, step):
         c1 = min(hi, c0 + step)
         acc = np.zeros((maps[0].shape[0], c1 - c0), dtype=np.uint64)
         for m in maps:
-            acc += m[:, c0:c1]
+            acc += m.cols(c0, c1)
         merged[:, c0 - lo : c1 - lo] = np.minimum(acc, np.uint64(0xFFFFFFFF))
-    np.save(out, merged)
+    for m in maps:
+        m.close()
+    save_npy(out, merged)
 
 
 def _score(group: list[tuple[int, str]], merged: list[str], ngram: int, smoothing: float, log_norm: float,
            out_dir: str) -> int:
     """Step 3: log commonness of each doc of these shards; returns how many have n-grams."""
+    from pipeline.reduce import join, load_npy, write_scratch_table
+
     k = _kernels()
-    parts = [np.load(m, mmap_mode="r") for m in merged]
+    parts = [load_npy(m) for m in merged]
     table = np.empty((parts[0].shape[0], sum(p.shape[1] for p in parts)), dtype=np.uint32)
     col = 0
     for p in parts:
@@ -287,16 +300,18 @@ def _score(group: list[tuple[int, str]], merged: list[str], ngram: int, smoothin
             sizes.append(t.column(CLUSTER_SIZE).to_numpy().astype(np.float64))
         lp = np.concatenate(logp) if logp else np.zeros(0)
         n_has += int((~np.isnan(lp)).sum())
-        pq.write_table(pa.table({
+        write_scratch_table(join(out_dir, f"part-{shard:05d}.parquet"), pa.table({
             schema.DOC_ID: pa.chunked_array(ids, pa.string()) if ids else pa.array([], pa.string()),
             "logp": pa.array(lp, pa.float64()),
             CLUSTER_SIZE: pa.array(np.concatenate(sizes) if sizes else np.zeros(0), pa.float64()),
-        }), f"{out_dir}/part-{shard:05d}.parquet")
+        }))
     return n_has
 
 
 def _scores(path: str) -> tuple[np.ndarray, np.ndarray]:
-    t = pq.read_table(path, columns=["logp", CLUSTER_SIZE])
+    from pipeline.reduce import read_parquet
+
+    t = read_parquet(path, columns=["logp", CLUSTER_SIZE])
     return t.column("logp").to_numpy(), t.column(CLUSTER_SIZE).to_numpy()
 
 
@@ -333,11 +348,11 @@ def _weights(paths: list[str], shards: list[int], median: float, mean_raw: float
     """Step 5: normalized, clipped weights of these shards -> their apply state."""
     from fractions import Fraction
 
-    from pipeline.reduce import exact_sum, shard_state_path, write_table
+    from pipeline.reduce import exact_sum, read_parquet, shard_state_path, write_table
 
     res: dict[str, Any] = {"docs": 0, "w_sum": Fraction(0), "clipped_low": 0, "clipped_high": 0}
     for p, shard in zip(paths, shards, strict=True):
-        t = pq.read_table(p)
+        t = read_parquet(p)
         lp, size = t.column("logp").to_numpy(), t.column(CLUSTER_SIZE).to_numpy()
         has = ~np.isnan(lp)
         w = np.ones_like(lp)
@@ -357,10 +372,10 @@ def _weights(paths: list[str], shards: list[int], median: float, mean_raw: float
 
 
 def _weight_histograms(paths: list[str], prefixes: list[tuple[int, int]]) -> np.ndarray:
-    from pipeline.reduce import digit_histograms, sortable_bits
+    from pipeline.reduce import digit_histograms, read_parquet, sortable_bits
 
     out = np.zeros((len(prefixes), 1 << 16), dtype=np.int64)
     for p in paths:
-        w = pq.read_table(p, columns=[schema.WEIGHT]).column(0).to_numpy()
+        w = read_parquet(p, columns=[schema.WEIGHT]).column(0).to_numpy()
         out += digit_histograms(sortable_bits(w), prefixes)
     return out

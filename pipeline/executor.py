@@ -15,8 +15,9 @@ Data actor pools. Neither branches on stage kinds.
 Barrier reduces are plans of small tasks (:mod:`pipeline.reduce`) split into ``partitions``
 hash ranges or shard groups; the driver only sends task descriptors and merges small results.
 In-process they run one after the other, with ``workers > 1`` in the same process pool as the
-shards, on Ray as Ray tasks — with remote storage too (then on the driver's machine, where the
-reduce's files are staged). The partition count never changes the bytes written.
+shards, on Ray as Ray tasks on any node. Reduce tasks read artifacts and write scratch and
+state through :mod:`pipeline.storage` wherever they run, so on remote storage nothing is
+staged on the driver. The partition count never changes the bytes written.
 """
 
 from __future__ import annotations
@@ -24,16 +25,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -44,7 +42,7 @@ from pipeline import schema, storage
 from pipeline.manifest import CorruptShardError, build_manifest, check_shard, merge_stats
 from pipeline.plan import Plan, Segment, make_plan
 from pipeline.readers import Quarantined, ReaderOptions, read_shard
-from pipeline.reduce import ReduceContext, ReduceTask, drive, run_inline
+from pipeline.reduce import ReduceContext, ReduceTask, drive, process_tag, run_traced
 from pipeline.spec import PipelineSpec, SpecError
 from pipeline.stage import BarrierStage, Stage, StageContext
 from pipeline.storage import Loc
@@ -120,9 +118,7 @@ class ShardWorker:
         self.split = self.spec.input.split
         self._ready: set[str] = set()
         self._manifests: dict[str, dict[str, Any]] = {}
-        # local copies of remote barrier state stay until teardown: apply loads a shard's part
-        # of it when that shard's batches arrive
-        self._state_dirs = contextlib.ExitStack()
+        self._state_dirs = contextlib.ExitStack()  # third-party stages' local copies of remote state
 
     def _prepare(self, seg: Segment) -> None:
         for st in seg.all_stages() + ([seg.barrier_out] if seg.barrier_out else []):
@@ -130,7 +126,11 @@ class ShardWorker:
                 st.setup()
                 self._ready.add(st.name)
         if seg.barrier_in is not None and f"state:{seg.barrier_in.name}" not in self._ready:
-            state = self._state_dirs.enter_context(storage.local_dir(self.layout.state_dir(seg.barrier_in.name)))
+            # the built-in barriers read their state through storage (a shard's part when that
+            # shard's batches arrive); a third-party stage gets a local copy of remote state
+            state = self.layout.state_dir(seg.barrier_in.name)
+            if not getattr(seg.barrier_in, "remote_state", False):
+                state = self._state_dirs.enter_context(storage.local_dir(state))
             seg.barrier_in.load_state(state)
             self._ready.add(f"state:{seg.barrier_in.name}")
 
@@ -317,8 +317,8 @@ def _pool_run(args: tuple[int, int, str, bool]) -> dict[str, Any]:
     return _WORKER.run(*args)
 
 
-def _pool_reduce(task: ReduceTask) -> Any:
-    return task()
+def _pool_reduce(task: ReduceTask) -> tuple[Any, str]:
+    return run_traced(task)
 
 
 # -- executors ------------------------------------------------------------------------------------------
@@ -337,12 +337,11 @@ class BaseExecutor:
     def _run_tasks(self, spec: PipelineSpec, root: Loc, tasks: list[tuple[int, int, str, bool]]) -> Iterator[dict[str, Any]]:
         raise NotImplementedError
 
-    # ... and how one step of reduce tasks runs (default: in this process, in order); returns the
-    # results and where they ran ("inline", "pool", "ray", "ray-this-node"). ``on_this_node``: the
-    # tasks' files are in this machine's temp folder, so they must run on this machine
-    def _run_reduce_tasks(self, spec: PipelineSpec, root: Loc, tasks: list[ReduceTask],
-                          on_this_node: bool = False) -> tuple[list[Any], str]:
-        return run_inline(tasks), "inline"
+    # ... and how one step of reduce tasks runs (default: in this process, in order); returns
+    # each task's ``run_traced`` pair (result, process tag) and how they ran ("inline", "pool",
+    # "ray"). Tasks take locations (paths or URLs) and do their own I/O, so they run anywhere.
+    def _run_reduce_tasks(self, spec: PipelineSpec, root: Loc, tasks: list[ReduceTask]) -> tuple[list[Any], str]:
+        return [run_traced(t) for t in tasks], "inline"
 
     def _reduce_partitions(self, spec: PipelineSpec) -> int:
         return self.partitions or spec.execution.workers
@@ -410,33 +409,36 @@ class BaseExecutor:
         state = layout.state_dir(barrier.name)
         storage.remove_tree(state)  # a reduce killed midway starts over
         partitions = max(1, int(self._reduce_partitions(spec)))
-        # reduce tasks work on POSIX folders. Local runs: the run folder itself, and tasks run
-        # wherever the executor puts them. Remote storage: artifacts are fetched to this machine
-        # and the state uploaded after the plan ends (before the marker, so a kill re-runs the
-        # reduce); the tasks still run in parallel — in the process pool, or as Ray tasks pinned
-        # to this node — since their scratch files live on this machine.
-        remote = not isinstance(state, Path) or any(not isinstance(p, Path) for _, p in found)
+        # The tasks get locations — the run's own artifact files, scratch under _work/reduce and
+        # the state folder, local paths or URLs alike — and do their I/O through storage
+        # (pipeline.reduce's helpers), so they run wherever the executor puts them: the pool, or
+        # Ray tasks on any node. Nothing is downloaded or staged here. A task publishes whole
+        # files (no rename on object stores); this marker, written after the plan ends, makes
+        # the state visible, and a reduce killed midway starts over (state and scratch cleared).
+        scratch = layout.work / "reduce" / _safe(barrier.name)
+        storage.remove_tree(scratch)
+        storage.makedirs(scratch)
+        storage.makedirs(state)
         t0 = time.perf_counter()
         steps = 0
         where: set[str] = set()
+        procs: set[str] = set()
 
         def runner(tasks: list[ReduceTask]) -> list[Any]:
             nonlocal steps
             steps += 1
-            results, ran = self._run_reduce_tasks(spec, layout.root, tasks, on_this_node=remote)
+            traced, ran = self._run_reduce_tasks(spec, layout.root, tasks)
             where.add(ran)
-            return results
+            procs.update(tag for _, tag in traced)
+            return [r for r, _ in traced]
 
-        with tempfile.TemporaryDirectory(prefix="assay-reduce-") as cache, storage.staged_dir(state) as local_state:
-            arts = [(i, str(storage.local_file(p, Path(cache)))) for i, p in found]
-            scratch = Path(cache) / "scratch" if remote else Path(str(layout.work)) / "reduce" / _safe(barrier.name)
-            shutil.rmtree(scratch, ignore_errors=True)
-            scratch.mkdir(parents=True, exist_ok=True)
-            rc = ReduceContext(arts, str(local_state), str(scratch), partitions, n_shards)
-            info = drive(barrier.reduce_plan(rc), runner)
-            shutil.rmtree(scratch, ignore_errors=True)
+        rc = ReduceContext([(i, str(p)) for i, p in found], str(state), str(scratch), partitions, n_shards)
+        info = drive(barrier.reduce_plan(rc), runner)
+        storage.remove_tree(scratch)
         atomic_write_json(marker, {"stage": barrier.name, "artifacts": len(found), "partitions": partitions,
                                    "steps": steps, "ran": sorted(where), "wall_s": time.perf_counter() - t0,
+                                   # where the tasks ran ("<node>:<pid>"), beside the driver's own tag
+                                   "driver": process_tag(), "task_processes": sorted(procs),
                                    "work": info if isinstance(info, dict) else None})
 
     def _check_resources(self, spec: PipelineSpec) -> None:
@@ -550,12 +552,10 @@ class LocalExecutor(BaseExecutor):
     def _reduce_partitions(self, spec: PipelineSpec) -> int:
         return self.partitions or self.workers or spec.execution.workers
 
-    def _run_reduce_tasks(self, spec: PipelineSpec, root: Loc, tasks: list[ReduceTask],
-                          on_this_node: bool = False) -> tuple[list[Any], str]:
-        # the pool's processes are on this machine: on_this_node needs nothing more
+    def _run_reduce_tasks(self, spec: PipelineSpec, root: Loc, tasks: list[ReduceTask]) -> tuple[list[Any], str]:
         workers = self.workers or spec.execution.workers
         if workers <= 1 or len(tasks) <= 1:
-            return run_inline(tasks), "inline"
+            return [run_traced(t) for t in tasks], "inline"
         return list(self._ensure_pool(spec, root, workers).map(_pool_reduce, tasks)), "pool"
 
 

@@ -3,8 +3,10 @@
 Each segment's shard tasks become a Ray Dataset of task rows; ``map_batches`` sends them, one
 shard per call, to a pool of actors that each hold one :class:`ShardWorker` (so stage
 ``setup()`` — model loading — happens once per actor). Barrier reduces are plans of
-partitioned tasks (:mod:`pipeline.reduce`) that run as Ray tasks (0.5 CPU each) between
-segments; the driver sends task descriptors and merges small results, never documents. Because the actors run exactly the code the LocalExecutor runs and outputs
+partitioned tasks (:mod:`pipeline.reduce`) that run as Ray tasks (0.5 CPU each, spread over
+the nodes) between segments; the tasks do their own I/O through :mod:`pipeline.storage`, so
+with outputs on shared storage (``s3://``, ``gs://``…) they run on any node; the driver sends
+task descriptors and merges small results, never documents. Because the actors run exactly the code the LocalExecutor runs and outputs
 are named from (segment, shard), both executors write the same files and the same manifest.
 
 On small machines Ray Data can starve its own read tasks when actors hold every CPU (seen on
@@ -22,7 +24,7 @@ from typing import Any
 
 from pipeline.executor import BaseExecutor, ShardWorker
 from pipeline.plan import make_plan
-from pipeline.reduce import ReduceTask, run_inline
+from pipeline.reduce import ReduceTask, run_traced
 from pipeline.spec import PipelineSpec, SpecError
 
 
@@ -44,8 +46,8 @@ class _RayShardActor:
         return {"marker": out}
 
 
-def _run_reduce_task(task: ReduceTask) -> Any:
-    return task()
+def _run_reduce_task(task: ReduceTask) -> tuple[Any, str]:
+    return run_traced(task)
 
 
 CODE_ROOT = str(Path(__file__).resolve().parents[1])  # the folder holding pipeline/, synth/, ...
@@ -149,24 +151,13 @@ class RayExecutor(BaseExecutor):
 
         return max(1, int(ray.cluster_resources().get("CPU", 1.0)))
 
-    def _run_reduce_tasks(self, spec: PipelineSpec, root: Any, tasks: list[ReduceTask],
-                          on_this_node: bool = False) -> tuple[list[Any], str]:
+    def _run_reduce_tasks(self, spec: PipelineSpec, root: Any, tasks: list[ReduceTask]) -> tuple[list[Any], str]:
         import ray
 
-        opts: dict[str, Any] = {"num_cpus": 0.5, "max_retries": 3}
-        where = "ray"
-        if on_this_node:  # the reduce's files are staged on the driver's machine: run there, in parallel
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-            node = ray.get_runtime_context().get_node_id()
-            cpus = next((float(n.get("Resources", {}).get("CPU", 0.0)) for n in ray.nodes()
-                         if n.get("NodeID") == node and n.get("Alive")), 0.0)
-            if cpus < opts["num_cpus"]:  # a CPU-less driver node (the API's, in deploy/): tasks could never start
-                return run_inline(tasks), "inline"
-            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
-            where = "ray-this-node"
-        remote = ray.remote(**opts)(_run_reduce_task)
-        return list(ray.get([remote.remote(t) for t in tasks])), where
+        # any node: tasks read and write locations (shared storage), not the driver's disk;
+        # SPREAD puts a step's tasks on different nodes (their I/O and memory add up there)
+        remote = ray.remote(num_cpus=0.5, max_retries=3, scheduling_strategy="SPREAD")(_run_reduce_task)
+        return list(ray.get([remote.remote(t) for t in tasks])), "ray"
 
 def _tcp_reachable(host: str, port: int, timeout: float = 2.0) -> bool:
     import socket

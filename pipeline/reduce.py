@@ -9,6 +9,12 @@ their results back into the generator, which decides the next step. So:
   never documents, keys or edges;
 - every task reads what it needs from files and writes what it makes to files, holding at
   most its partition (a hash range of keys, or one shard's rows);
+- every path a task gets is a location of :mod:`pipeline.storage` (a local path or a URL:
+  ``s3://``, ``gs://``, any fsspec URL) and every read, write, listing and delete goes
+  through the helpers below, so on remote storage a task runs on any node and nothing is
+  staged on the driver. Writes publish whole files (local: temp + rename; object stores: one
+  PUT at the final key, no rename); the reduce marker, written by the driver after the plan
+  ends, is what makes the state visible;
 - a step's result never depends on how many partitions there are or where tasks ran, so the
   bytes of the snapshot do not depend on the partition count or the executor (tests check
   partitions 1, 2, 4 in-process, in a process pool and on Ray).
@@ -23,7 +29,11 @@ distributed quantiles by radix selection over histograms (4 rounds of 16-bit dig
 
 from __future__ import annotations
 
+import io
+import os
 import shutil
+import socket
+import sys
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -34,6 +44,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from pipeline import storage
 
 
 @dataclass(frozen=True)
@@ -64,9 +76,9 @@ class ReduceContext:
         return shard_state_path(self.state_dir, shard)
 
     def scratch_dir(self, name: str) -> str:
-        p = Path(self.scratch) / name
-        p.mkdir(parents=True, exist_ok=True)
-        return str(p)
+        p = join(self.scratch, name)
+        storage.makedirs(p)
+        return p
 
 
 ReducePlan = Generator[list[ReduceTask], list[Any], None]
@@ -108,7 +120,7 @@ def context_for(artifact_paths: Sequence[Path | str], state_dir: Path | str, par
 
 
 def shard_state_path(state_dir: str | Path, shard: int) -> str:
-    return str(Path(state_dir) / "shards" / f"part-{shard:05d}.parquet")
+    return join(state_dir, "shards", f"part-{shard:05d}.parquet")
 
 
 class ShardStateCache:
@@ -119,13 +131,14 @@ class ShardStateCache:
     """
 
     def __init__(self) -> None:
-        self.state_dir: Path | None = None
+        self.state_dir: str | None = None
         self._shard = -1
         self._table: pa.Table | None = None
         self._keys: pa.Array | None = None
 
-    def open(self, state_dir: Path | str) -> None:
-        self.state_dir = Path(state_dir)
+    def open(self, state_dir: Path | str | storage.RemotePath) -> None:
+        """``state_dir``: a local folder or a URL (a shard's part is read from there when needed)."""
+        self.state_dir = str(state_dir)
         self._shard = -1
         self._table = None
 
@@ -133,8 +146,8 @@ class ShardStateCache:
         if self.state_dir is None:
             raise RuntimeError("apply state not loaded: call load_state(state_dir) first (the executor does)")
         if shard != self._shard:
-            path = Path(shard_state_path(self.state_dir, shard))
-            self._table = pq.read_table(path) if path.exists() else None
+            path = shard_state_path(self.state_dir, shard)
+            self._table = read_parquet(path) if storage.exists(path) else None
             self._keys = self._table.column("doc_id").combine_chunks() if self._table is not None else None
             self._shard = shard
         return self._table
@@ -148,9 +161,155 @@ class ShardStateCache:
 
 
 def write_table(path: str | Path, table: pa.Table) -> None:
+    """Apply state: written durably (local) or in one PUT (object stores), zstd."""
     from pipeline.writers import write_table_atomic
 
-    write_table_atomic(Path(path), table)
+    write_table_atomic(path, table)
+
+
+# -- reduce-task I/O through pipeline.storage (local paths and URLs alike) ----------------------
+
+
+def join(base: str | Path | storage.RemotePath, *parts: str) -> str:
+    """``base/part/...`` as a string, for a local path or a URL (``Path`` would mangle ``s3://``)."""
+    out = str(base).rstrip("/")
+    for part in parts:
+        out = f"{out}/{part}"
+    return out
+
+
+def is_local(path: str | Path) -> bool:
+    return not storage.is_url(path)
+
+
+def parquet_file(path: str) -> pq.ParquetFile:
+    """A Parquet file opened for reading row group by row group (remote: ranged reads)."""
+    return pq.ParquetFile(storage.open_input_file(path))
+
+
+def read_parquet(path: str, **kw: Any) -> pa.Table:
+    """``pq.read_table`` on a location (``columns``/``filters`` prune column chunks and row groups)."""
+    fs, p = storage.resolve(path)
+    return pq.read_table(p, filesystem=fs, **kw)
+
+
+def write_scratch_table(path: str, table: pa.Table, **kw: Any) -> None:
+    """A scratch Parquet file (not durable: a killed reduce starts over), published whole."""
+    if is_local(path):
+        final = Path(path)
+        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        pq.write_table(table, tmp, **kw)
+        tmp.replace(final)
+        return
+    with storage.open_output(path) as out:
+        pq.write_table(table, out, **kw)
+
+
+def put_bytes(path: str, data: bytes) -> None:
+    """A scratch file published whole (local: temp + rename, no fsync; remote: one PUT)."""
+    if is_local(path):
+        final = Path(path)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        tmp.write_bytes(data)
+        tmp.replace(final)
+        return
+    storage.write_bytes(path, data)
+
+
+def put_json(path: str, text: str) -> None:
+    """A small state file (``index.json``, ``threshold.json``…), durable and published whole."""
+    storage.write_bytes(path, text.encode())
+
+
+def list_folder(path: str, suffix: str = "") -> list[str]:
+    """Files under ``path`` ending in ``suffix`` (temp files excluded), sorted; [] if none."""
+    return [str(f) for f in storage.list_files(path)
+            if f.name.endswith(suffix) and not f.name.startswith(".")]
+
+
+def save_npz(path: str, **arrays: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    put_bytes(path, buf.getbuffer().tobytes())
+
+
+def load_npz(path: str) -> dict[str, np.ndarray]:
+    src: Any = path if is_local(path) else io.BytesIO(storage.read_bytes(path))
+    with np.load(src) as z:
+        return {k: z[k] for k in z.files}
+
+
+def save_npy(path: str, array: np.ndarray) -> None:
+    """A 2-D array as .npy (local: straight to the file; remote: streamed in one upload)."""
+    if is_local(path):
+        np.save(path, array)
+        return
+    with storage.open_output(path) as out:
+        np.save(out, array, allow_pickle=False)
+
+
+class NpyColumns:
+    """Column ranges of a C-ordered 2-D .npy file without reading all of it (remote: ranged reads)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        if is_local(path):
+            self._mm: np.ndarray | None = np.load(path, mmap_mode="r")
+            self.shape, self.dtype = self._mm.shape, self._mm.dtype
+            self._f = None
+            return
+        self._mm = None
+        self._f = storage.open_input_file(path)
+        major, _ = np.lib.format.read_magic(self._f)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(self._f)
+        if fortran or len(shape) != 2:
+            raise ValueError(f"{path}: expected a C-ordered 2-D array, got shape {shape} (fortran={fortran})")
+        self.shape, self.dtype, self._offset = tuple(shape), np.dtype(dtype), self._f.tell()
+
+    def cols(self, lo: int, hi: int) -> np.ndarray:
+        if self._mm is not None:
+            return np.asarray(self._mm[:, lo:hi])
+        rows, width = self.shape
+        item = self.dtype.itemsize
+        out = np.empty((rows, hi - lo), dtype=self.dtype)
+        for r in range(rows):
+            buf = self._f.read_at((hi - lo) * item, self._offset + (r * width + lo) * item)
+            out[r] = np.frombuffer(buf, dtype=self.dtype)
+        return out
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+
+
+def load_npy(path: str) -> np.ndarray:
+    """A whole .npy file (local: memory-mapped, read-only)."""
+    if is_local(path):
+        return np.load(path, mmap_mode="r")
+    f = NpyColumns(path)
+    try:
+        return f.cols(0, f.shape[1])
+    finally:
+        f.close()
+
+
+def process_tag() -> str:
+    """Where this code runs: ``<node>:<pid>`` (the Ray node id inside Ray, else the host name)."""
+    node = None
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        try:
+            node = ray.get_runtime_context().get_node_id()
+        except Exception:  # pragma: no cover - an old or half-initialized Ray
+            node = None
+    return f"{node or socket.gethostname()}:{os.getpid()}"
+
+
+def run_traced(task: ReduceTask) -> tuple[Any, str]:
+    """``(task(), process_tag())``: the executors run tasks so, the reduce marker records where."""
+    return task(), process_tag()
 
 
 # -- partitioning ---------------------------------------------------------------------------

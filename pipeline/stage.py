@@ -228,15 +228,22 @@ class BarrierStage(Stage):
     - ``reduce_plan(rc)`` is the reduce as a generator of steps of small tasks
       (:mod:`pipeline.reduce`): each task holds at most its partition (a hash range of keys
       or one shard's rows), the executor runs the tasks where it likes, and the state it
-      writes under ``rc.state_dir`` does not depend on the partition count.
+      writes under ``rc.state_dir`` does not depend on the partition count. The context's
+      artifacts, scratch and state are storage locations (local paths or URLs): tasks do
+      their I/O through :mod:`pipeline.storage` (:mod:`pipeline.reduce` has the helpers).
       ``reduce(artifact_paths, state_dir)`` runs that plan in-process (tests, notebooks).
     - ``load_state(state_dir)`` runs once per worker before ``apply``; state that grows with
-      the corpus is kept per input shard and loaded when that shard's batches arrive.
+      the corpus is kept per input shard and loaded when that shard's batches arrive. With
+      ``remote_state = True`` it takes a storage location (a URL on remote storage) and reads
+      through storage; otherwise the worker hands it a local copy.
     - ``process`` (= apply) then runs on every shard.
 
     ``needs_barrier`` says whether this configured instance needs the whole input at all
     (a threshold filter with fixed bounds does not); the planner cuts segments only there.
     """
+
+    #: ``load_state`` reads a storage location itself (no local copy of remote state needed)
+    remote_state: ClassVar[bool] = False
 
     @property
     def needs_barrier(self) -> bool:
@@ -267,6 +274,19 @@ class BarrierStage(Stage):
 def _whole_reduce(kind: str, config: dict[str, Any], name: str, paths: list[str], state_dir: str) -> None:
     from pipeline.registry import get_stage_class
 
+    import contextlib
+    import tempfile
+
+    from pipeline import storage
+
     stage = get_stage_class(kind)(config, name=name)
     assert isinstance(stage, BarrierStage)
-    type(stage).reduce(stage, [Path(p) for p in paths], Path(state_dir))
+    if not any(storage.is_url(p) for p in [*paths, state_dir]):
+        type(stage).reduce(stage, [Path(p) for p in paths], Path(state_dir))
+        return
+    # a third-party reduce() wants POSIX paths: it gets local copies in the task's own process
+    # (wherever that runs), and its state is uploaded from there
+    with contextlib.ExitStack() as stack:
+        cache = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="assay-reduce-")))
+        local_state = stack.enter_context(storage.staged_dir(state_dir))
+        type(stage).reduce(stage, [storage.local_file(p, cache) for p in paths], local_state)

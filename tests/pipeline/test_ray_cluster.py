@@ -82,9 +82,9 @@ def test_two_node_cluster_s3_outputs_and_a_killed_worker_raylet(inputs: Path, re
         assert storage.read_json(f"{out}/manifest.json") == reference
         for s in reference["shards"]:
             assert storage.sha256(f"{out}/{s['path']}") == s["sha256"]
-        # the reduce's files are staged on the driver's machine: its tasks ran as Ray tasks there
+        # the reduce tasks read and write S3 themselves: plain Ray tasks, on whichever node is alive
         red = storage.read_json(f"{out}/_work/markers/reduce-dedup.exact.json")
-        assert red["ran"] == ["ray-this-node"], red
+        assert red["ran"] == ["ray"], red
     storage._filesystem.cache_clear()
 
 
@@ -113,24 +113,32 @@ def test_a_killed_ray_worker_process_is_retried_and_the_run_finishes_with_the_lo
 
 
 @pytest.mark.timeout(600)
-def test_s3_reduces_from_a_cpu_less_driver_node_do_not_wait_for_cpus_that_never_come(
-        inputs: Path, reference: dict, tmp_path: Path, monkeypatch):
-    """The driver on a node without CPUs (deploy/'s API container joins the cluster so): reduce
-    tasks over files staged on that node cannot be pinned there; they run in the driver."""
+def test_s3_reduces_run_as_ray_tasks_on_another_node_than_the_driver(inputs: Path, tmp_path: Path, monkeypatch):
+    """Every barrier (exact, MinHash, SoftDedup, threshold percentiles) with outputs on S3, the
+    driver on a node without CPUs (deploy/'s API container joins the cluster so): the reduce
+    tasks read artifacts and write scratch and state on S3 themselves, so they run on the
+    worker node — nothing is staged on the driver's machine — and give the local snapshot."""
     from pipeline import storage
+    from tests.pipeline.test_storage import _barriers_spec
 
+    ref = run_spec(PipelineSpec.from_dict(_barriers_spec(inputs, str(tmp_path / "ref"))), progress=False)
     with moto_s3("assay") as s3env, LocalRayCluster(head_cpus=0, env=s3env) as cluster:
         for k, v in s3env.items():
             monkeypatch.setenv(k, v)
         storage._filesystem.cache_clear()
         out = "s3://assay/ray/cpu-less-head"
         spec = tmp_path / "s3.toml"
-        spec.write_text(_to_toml(_spec_data(inputs, out)))  # type: ignore[arg-type]
+        spec.write_text(_to_toml(_barriers_spec(inputs, out)))  # type: ignore[arg-type]
         p = _assay(["run", str(spec), "--ray", cluster.address, "--no-progress", "--json"], cluster.env, 400)
         stdout, err = p.communicate(timeout=400)
         assert p.returncode == 0, err[-3000:]
-        assert _manifest_out(stdout) == reference
-        assert storage.read_json(f"{out}/_work/markers/reduce-dedup.exact.json")["ran"] == ["inline"]
+        assert _manifest_out(stdout) == ref
+        for stage in ("dedup.exact", "dedup.minhash", "dedup.softdedup", "filter.threshold"):
+            red = storage.read_json(f"{out}/_work/markers/reduce-{stage}.json")
+            driver_node = red["driver"].rsplit(":", 1)[0]
+            task_nodes = {t.rsplit(":", 1)[0] for t in red["task_processes"]}
+            assert red["ran"] == ["ray"] and task_nodes and driver_node not in task_nodes, red
+        assert storage.list_files(f"{out}/_work/reduce") == []
     storage._filesystem.cache_clear()
 
 

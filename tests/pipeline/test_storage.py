@@ -156,18 +156,82 @@ def _barriers_spec(inp: Path | str, out: str) -> dict:
     return d
 
 
+@pytest.fixture(scope="module")
+def barrier_inputs(tmp_path_factory, raw_docs) -> Path:
+    """The 4 shards plus near-duplicates (a doc of shard 0 with a line added) in shards 1-3,
+    so MinHash has clusters to find across shards (exact dedup does not catch them)."""
+    folder = tmp_path_factory.mktemp("s3barriers")
+    _write_shards(raw_docs[:240], folder, 4)
+    for s in (1, 2, 3):
+        with open(folder / f"shard-{s:02d}.jsonl", "a") as fh:
+            for j in range(10, 14):
+                d = raw_docs[j]
+                fh.write(json.dumps({"id": f"near-{s}-{j}", "text": d["text"] + f"\nMirrored copy {s}.", "url": None}) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def barrier_ref(barrier_inputs: Path, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("s3barref") / "snap"
+    ref = run_spec(PipelineSpec.from_dict(_barriers_spec(barrier_inputs, str(out))), progress=False)
+    assert ref["stats"]["stages"]["dedup.minhash"]["dropped"].get("near_duplicate", 0) >= 9, ref["stats"]["stages"]
+    return ref
+
+
 @pytest.mark.timeout(300)
-def test_reduces_on_s3_run_in_the_pool_and_give_the_local_manifest(s3: dict, local_inputs: Path, tmp_path: Path):
+def test_reduces_on_s3_run_in_the_pool_and_give_the_local_manifest(s3: dict, barrier_inputs: Path, barrier_ref: dict):
     """With outputs on S3 the reduce tasks of every barrier run in the process pool (not one by
     one on the driver), and the snapshot is the local single-process one."""
-    ref = run_spec(PipelineSpec.from_dict(_barriers_spec(local_inputs, str(tmp_path / "ref"))), progress=False)
+    ref = barrier_ref
     out = "s3://assay/runs/pool-reduce"
-    m = run_spec(PipelineSpec.from_dict(_barriers_spec(local_inputs, out)), progress=False, workers=2, partitions=2)
+    m = run_spec(PipelineSpec.from_dict(_barriers_spec(barrier_inputs, out)), progress=False, workers=2, partitions=2)
     assert m == ref
     for stage in ("dedup.exact", "dedup.minhash", "dedup.softdedup", "filter.threshold"):
         marker = storage.read_json(f"{out}/_work/markers/reduce-{stage}.json")
         assert marker["ran"] == ["pool"], (stage, marker)
         assert marker["partitions"] == 2
+        # the tasks ran in the pool's processes, none in the driver
+        assert marker["task_processes"] and marker["driver"] not in marker["task_processes"], marker
+    assert storage.list_files(f"{out}/_work/reduce") == [], "reduce scratch on S3 is cleared through storage"
+
+
+@pytest.mark.timeout(300)
+def test_reduces_on_s3_read_and_write_through_storage_and_stage_nothing_locally(
+        s3: dict, barrier_inputs: Path, barrier_ref: dict, monkeypatch):
+    """Every barrier's reduce tasks (exact, MinHash with its components rounds, SoftDedup,
+    threshold percentiles) and their apply take URLs: with every way of making a local copy
+    (storage's download/upload helpers, temp folders and files) made to fail, the run on S3
+    still gives the local snapshot, and its scratch lived on S3 (cleared at the end)."""
+    import tempfile
+
+    ref = barrier_ref
+    seen_scratch: set[str] = set()
+    real_write = storage.write_bytes
+
+    def spy_write(loc, data):  # scratch objects written by the reduce tasks (in this process)
+        if "/_work/reduce/" in str(loc):
+            seen_scratch.add(str(loc).split("/_work/reduce/", 1)[1].split("/", 1)[0])
+        return real_write(loc, data)
+
+    def no_staging(*a, **kw):
+        raise AssertionError(f"local staging of remote reduce files: {a!r}")
+
+    for name in ("local_file", "local_dir", "staged_dir"):
+        monkeypatch.setattr(storage, name, no_staging)
+    monkeypatch.setattr(tempfile, "mkdtemp", no_staging)
+    monkeypatch.setattr(tempfile, "mkstemp", no_staging)
+    monkeypatch.setattr(storage, "write_bytes", spy_write)
+    out = "s3://assay/runs/no-staging"
+    m = run_spec(PipelineSpec.from_dict(_barriers_spec(barrier_inputs, out)), progress=False, partitions=2)
+    assert m == ref
+    assert seen_scratch >= {"dedup.minhash"}, seen_scratch  # the components rounds' inboxes went to S3
+    for stage in ("dedup.exact", "dedup.minhash", "dedup.softdedup", "filter.threshold"):
+        marker = storage.read_json(f"{out}/_work/markers/reduce-{stage}.json")
+        assert marker["ran"] == ["inline"] and marker["task_processes"] == [marker["driver"]], marker
+    names = {str(f.relative_to(storage.as_loc(out))) for f in storage.list_files(out)}
+    assert "state/dedup.minhash/index.json" in names and "state/filter.threshold/threshold.json" in names
+    assert any(n.startswith("state/dedup.minhash/index/part-") for n in names)
+    assert not any(n.startswith("_work/reduce/") for n in names), "scratch is deleted through storage"
 
 
 @pytest.mark.timeout(300)
