@@ -197,6 +197,7 @@ def write_scratch_table(path: str, table: pa.Table, **kw: Any) -> None:
     """A scratch Parquet file (not durable: a killed reduce starts over), published whole."""
     if is_local(path):
         final = Path(path)
+        final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
         pq.write_table(table, tmp, **kw)
         tmp.replace(final)
@@ -243,6 +244,7 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
 def save_npy(path: str, array: np.ndarray) -> None:
     """A 2-D array as .npy (local: straight to the file; remote: streamed in one upload)."""
     if is_local(path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         np.save(path, array)
         return
     with storage.open_output(path) as out:

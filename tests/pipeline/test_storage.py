@@ -265,3 +265,88 @@ def test_show_and_verify_refuse_unusable_urls_in_one_line():
             assert r.exit_code == 2, (cmd, url, r.output)
             assert f"{url.split(':')[0]}:// locations cannot be opened" in r.output and why in r.output
             assert r.exception is None or isinstance(r.exception, SystemExit)
+
+
+class _CountAll:
+    """A third-party barrier written against POSIX paths (``reduce(paths, state_dir)`` only)."""
+
+    @staticmethod
+    def make():  # the class is built lazily so that importing this module registers nothing
+        import pyarrow as pa
+
+        from pipeline.stage import BarrierStage, StageContext
+
+        class CountAll(BarrierStage):
+            kind = "test.count_all"
+            inputs = ("doc_id",)
+            summary = "counts every document (test stage)"
+
+            def map(self, table: pa.Table, ctx: StageContext) -> pa.Table:
+                return pa.table({"doc_id": table.column("doc_id").cast(pa.string())})
+
+            def reduce(self, artifact_paths, state_dir, partitions=1):  # type: ignore[no-untyped-def]
+                assert all(isinstance(p, Path) and p.is_file() for p in artifact_paths), artifact_paths
+                assert isinstance(state_dir, Path) and state_dir.is_dir()
+                n = sum(pq.read_metadata(p).num_rows for p in artifact_paths)
+                (state_dir / "count.json").write_text(json.dumps({"docs": n}))
+
+            def load_state(self, state_dir):  # type: ignore[no-untyped-def]
+                assert isinstance(state_dir, Path), "a stage without remote_state gets a local copy"
+                self.n = json.loads((state_dir / "count.json").read_text())["docs"]
+
+            def process(self, table: pa.Table, ctx: StageContext) -> pa.Table:
+                ctx.add("corpus_docs_seen", self.n)
+                return table
+
+        return CountAll
+
+
+@pytest.mark.timeout(300)
+def test_a_third_party_barrier_with_a_posix_reduce_still_runs_on_s3(s3: dict, local_inputs: Path, tmp_path: Path,
+                                                                     monkeypatch):
+    """Stages that implement only ``reduce(paths, state_dir)`` on local paths keep working on
+    remote storage: the task gets local copies in its own process and its state is uploaded."""
+    from pipeline import registry
+
+    monkeypatch.setitem(registry._REGISTRY, "test.count_all", _CountAll.make())
+    d = _spec_data(local_inputs, tmp_path / "ref")  # type: ignore[arg-type]
+    d["stages"] = [{"kind": "dedup.exact"}, {"kind": "test.count_all"}]
+    ref = run_spec(PipelineSpec.from_dict(d), progress=False)
+    out = "s3://assay/runs/third-party"
+    m = run_spec(PipelineSpec.from_dict({**d, "output": {**d["output"], "dir": out}}), progress=False)
+    assert m == ref
+    n = storage.read_json(f"{out}/state/test.count_all/count.json")["docs"]
+    assert n == ref["stats"]["stages"]["dedup.exact"]["docs_out"]
+
+
+def test_reduce_io_helpers_work_the_same_on_a_url_and_a_local_path(tmp_path: Path):
+    """The reduce tasks' I/O helpers (pipeline.reduce): .npy column ranges (SoftDedup's sketch
+    merge reads ranges, never a whole sketch), .npz inboxes (MinHash components), scratch
+    Parquet with row-group pruning, listings that skip temp files."""
+    import numpy as np
+    import pyarrow as pa
+
+    from pipeline import reduce as rd
+
+    rng = np.random.default_rng(0)
+    sketch = rng.integers(0, 2**32, size=(2, 5000), dtype=np.uint32)
+    table = pa.table({"shard": pa.array(np.repeat(np.arange(4, dtype=np.int32), 50)),
+                      "doc_id": pa.array([f"d{i}" for i in range(200)])})
+    for base in (str(tmp_path / "local"), "memory://assay-test/reduce-io"):
+        rd.save_npy(rd.join(base, "s.npy"), sketch)
+        cols = rd.NpyColumns(rd.join(base, "s.npy"))
+        assert cols.shape == (2, 5000)
+        assert np.array_equal(cols.cols(1234, 4321), sketch[:, 1234:4321])
+        cols.close()
+        assert np.array_equal(rd.load_npy(rd.join(base, "s.npy")), sketch)
+        rd.save_npz(rd.join(base, "in", "to-00000", "from-00001.npz"), src=sketch[0], dst=sketch[1])
+        rd.put_bytes(rd.join(base, "in", "to-00000", ".from-00002.tmp.npz"), b"half-written")
+        (f,) = rd.list_folder(rd.join(base, "in", "to-00000"), ".npz")
+        z = rd.load_npz(f)
+        assert np.array_equal(z["src"], sketch[0]) and np.array_equal(z["dst"], sketch[1])
+        rd.write_scratch_table(rd.join(base, "t.parquet"), table, row_group_size=50)
+        got = rd.read_parquet(rd.join(base, "t.parquet"), filters=[("shard", "=", 2)])
+        assert got.column("doc_id").to_pylist() == [f"d{i}" for i in range(100, 150)]
+        assert rd.parquet_file(rd.join(base, "t.parquet")).num_row_groups == 4
+        storage.remove_tree(base)
+        assert storage.list_files(base) == []
