@@ -27,7 +27,8 @@ Phases: map = each doc's word ids (artifact keyed by ``doc_id``); the reduce is 
 (:mod:`pipeline.reduce`), and no step depends on the partition count:
 
 1. count: one task per group of shards fills its own sketch (count-min sketches are
-   mergeable: counters add);
+   mergeable: counters add) and writes it as one file per counter range of step 2 (on remote
+   storage zstd-compressed: the scratch that moves over the network is mostly these);
 2. merge: one task per range of counters sums that range over all sketches (saturating at
    2^32 - 1, which equals counting into one sketch);
 3. score: one task per group of shards scores its documents against the merged sketch;
@@ -150,14 +151,16 @@ class SoftDedupStage(BarrierStage):
         width = 1 << c.width_log2
         groups = shard_groups(rc)
         sk = rc.scratch_dir("sketch")
-        sketches = [f"{sk}/count-{j:05d}.npy" for j in range(len(groups))]
-        totals = yield [ReduceTask(_count, ([p for _, p in g], c.ngram, c.depth, c.width_log2, out))
-                        for g, out in zip(groups, sketches, strict=True)]
-        total = int(sum(totals))
         n_ranges = max(1, min(rc.partitions, width // 1024))
         bounds = [width * r // n_ranges for r in range(n_ranges + 1)]
+        # each count task writes its sketch as one file per merge range, so a merge task reads
+        # whole files (its range of every sketch), never a byte of another range
+        sketches = [[f"{sk}/count-{j:05d}-range-{r:05d}.npy" for r in range(n_ranges)] for j in range(len(groups))]
+        totals = yield [ReduceTask(_count, ([p for _, p in g], c.ngram, c.depth, c.width_log2, bounds, outs))
+                        for g, outs in zip(groups, sketches, strict=True)]
+        total = int(sum(totals))
         merged = [f"{sk}/merged-{r:05d}.npy" for r in range(n_ranges)]
-        yield [ReduceTask(_merge_range, (sketches, bounds[r], bounds[r + 1], merged[r])) for r in range(n_ranges)]
+        yield [ReduceTask(_merge_range, ([outs[r] for outs in sketches], merged[r])) for r in range(n_ranges)]
         # log p = mean log((count + k) / (N + k * width)); the constant cancels in normalization
         log_norm = float(np.log(total + c.smoothing * width)) if total else 0.0
         sc = rc.scratch_dir("scores")
@@ -243,35 +246,40 @@ def _iter_words(paths: list[str]):  # type: ignore[no-untyped-def]
             yield words, offs, t
 
 
-def _count(paths: list[str], ngram: int, depth: int, width_log2: int, out: str) -> int:
-    """Step 1: this group's n-grams counted into its own sketch (written to ``out``)."""
+def _count(paths: list[str], ngram: int, depth: int, width_log2: int, bounds: list[int], outs: list[str]) -> int:
+    """Step 1: this group's n-grams counted into its own sketch, written as one file per range."""
+    from pipeline.reduce import save_npy
+
     k = _kernels()
     table = np.zeros((depth, 1 << width_log2), dtype=np.uint32)
     total = 0
-    from pipeline.reduce import save_npy
-
     for words, offsets, _t in _iter_words(paths):
         total += k["count"](words, offsets, ngram, table)  # type: ignore[operator]
-    save_npy(out, table)
+    for r, out in enumerate(outs):
+        save_npy(out, np.ascontiguousarray(table[:, bounds[r] : bounds[r + 1]]))
     return int(total)
 
 
-def _merge_range(sketches: list[str], lo: int, hi: int, out: str) -> None:
-    """Step 2: counters ``lo:hi`` of every sketch summed, saturating like one sketch would."""
-    from pipeline.reduce import NpyColumns, save_npy
+def _merge_range(parts: list[str], out: str) -> None:
+    """Step 2: one range of counters summed over every sketch, saturating like one sketch would
+    (``min(a + b, 2**32 - 1)`` applied one sketch at a time is the saturated total)."""
+    from pipeline.reduce import load_npy, save_npy
 
-    # column ranges only (local: memory maps; remote: ranged reads): never a whole sketch
-    maps = [NpyColumns(path) for path in sketches]
-    merged = np.empty((maps[0].shape[0], hi - lo), dtype=np.uint32)
-    step = 1 << 20  # columns at a time: the uint64 accumulator stays at 16 MB per sketch row
-    for c0 in range(lo, hi, step):
-        c1 = min(hi, c0 + step)
-        acc = np.zeros((maps[0].shape[0], c1 - c0), dtype=np.uint64)
-        for m in maps:
-            acc += m.cols(c0, c1)
-        merged[:, c0 - lo : c1 - lo] = np.minimum(acc, np.uint64(0xFFFFFFFF))
-    for m in maps:
-        m.close()
+    merged: np.ndarray | None = None
+    step = 1 << 20  # columns at a time: the temporaries stay at 4 MB per sketch row
+    for path in parts:
+        m = load_npy(path)
+        if merged is None:
+            merged = np.array(m, dtype=np.uint32)
+            continue
+        for c0 in range(0, m.shape[1], step):
+            c1 = min(m.shape[1], c0 + step)
+            a = merged[:, c0:c1]
+            s = a + m[:, c0:c1]
+            np.copyto(s, np.uint32(0xFFFFFFFF), where=s < a)  # wrapped around: saturate
+            merged[:, c0:c1] = s
+        del m
+    assert merged is not None
     save_npy(out, merged)
 
 

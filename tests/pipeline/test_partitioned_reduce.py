@@ -190,3 +190,23 @@ def test_hash_partition_is_balanced_and_stable() -> None:
     assert counts.min() > 0.9 * 25_000
     np.testing.assert_array_equal(p, hash_partition(keys, 4))
     assert (hash_partition(keys, 1) == 0).all()
+
+
+def test_softdedup_merge_saturates_like_one_sketch(tmp_path):
+    """Per-range sketch files summed one at a time saturate at 2**32 - 1 exactly as counting
+    into one sketch does (min(a + b + c, max)), with no uint64 copy of the range."""
+    import numpy as np
+
+    from dedup.softdedup import _merge_range
+    from pipeline.reduce import load_npy, save_npy
+
+    big = np.uint32(0xFFFFFFFF)
+    parts = [np.array([[big - 5, 1, 0, big], [7, 0, big // 2 + 1, 2]], dtype=np.uint32),
+             np.array([[3, 2, 0, 1], [big - 6, 0, big // 2 + 1, 3]], dtype=np.uint32),
+             np.array([[4, 3, 0, 0], [0, 0, 1, 4]], dtype=np.uint32)]
+    paths = [str(tmp_path / f"count-{j}.npy") for j in range(3)]
+    for p, a in zip(paths, parts, strict=True):
+        save_npy(p, a)
+    _merge_range(paths, str(tmp_path / "merged.npy"))
+    want = np.minimum(sum(a.astype(np.uint64) for a in parts), np.uint64(big)).astype(np.uint32)
+    assert np.array_equal(load_npy(str(tmp_path / "merged.npy")), want)

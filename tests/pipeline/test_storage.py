@@ -320,25 +320,22 @@ def test_a_third_party_barrier_with_a_posix_reduce_still_runs_on_s3(s3: dict, lo
 
 
 def test_reduce_io_helpers_work_the_same_on_a_url_and_a_local_path(tmp_path: Path):
-    """The reduce tasks' I/O helpers (pipeline.reduce): .npy column ranges (SoftDedup's sketch
-    merge reads ranges, never a whole sketch), .npz inboxes (MinHash components), scratch
-    Parquet with row-group pruning, listings that skip temp files."""
+    """The reduce tasks' I/O helpers (pipeline.reduce): .npy sketches (SoftDedup), .npz inboxes
+    (MinHash components), scratch Parquet with row-group pruning, listings that skip temp files."""
     import numpy as np
     import pyarrow as pa
 
     from pipeline import reduce as rd
 
     rng = np.random.default_rng(0)
-    sketch = rng.integers(0, 2**32, size=(2, 5000), dtype=np.uint32)
+    sketch = rng.poisson(3, size=(2, 5000)).astype(np.uint32)
     table = pa.table({"shard": pa.array(np.repeat(np.arange(4, dtype=np.int32), 50)),
                       "doc_id": pa.array([f"d{i}" for i in range(200)])})
     for base in (str(tmp_path / "local"), "memory://assay-test/reduce-io"):
         rd.save_npy(rd.join(base, "s.npy"), sketch)
-        cols = rd.NpyColumns(rd.join(base, "s.npy"))
-        assert cols.shape == (2, 5000)
-        assert np.array_equal(cols.cols(1234, 4321), sketch[:, 1234:4321])
-        cols.close()
         assert np.array_equal(rd.load_npy(rd.join(base, "s.npy")), sketch)
+        if storage.is_url(base):  # compressed on an object store (a sketch is mostly small counts)
+            assert storage.size(rd.join(base, "s.npy")) < sketch.nbytes
         rd.save_npz(rd.join(base, "in", "to-00000", "from-00001.npz"), src=sketch[0], dst=sketch[1])
         rd.put_bytes(rd.join(base, "in", "to-00000", ".from-00002.tmp.npz"), b"half-written")
         (f,) = rd.list_folder(rd.join(base, "in", "to-00000"), ".npz")
