@@ -251,7 +251,7 @@ def check(out: Path, reference: dict[str, Any], ref_ids: collections.Counter[str
 
 
 def run_points(mode: str, points: int, work: Path, inp: Path, n_shards: int, seed: int,
-               log: Any = print, phases: tuple[str, ...] = PHASES) -> dict[str, Any]:
+               log: Any = print, phases: tuple[str, ...] = PHASES, max_minutes: float = 0.0) -> dict[str, Any]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cluster = None
     if mode in ("ray", "ray-workers"):
@@ -279,7 +279,11 @@ def run_points(mode: str, points: int, work: Path, inp: Path, n_shards: int, see
         cmd_k = [sys.executable, "-m", "pipeline.cli", "run", str(spec_k), "--no-progress", *extra]
         rng = random.Random(seed)
         results = []
+        t_start = time.perf_counter()
         for i in range(points):
+            if max_minutes and time.perf_counter() - t_start > max_minutes * 60:
+                log(f"[{mode}] stopping after {i} of {points} points: --max-minutes {max_minutes:g} reached")
+                break
             phase = phases[i % len(phases)]
             for _attempt in range(4):  # a point counts only if the kill landed before the run ended
                 if mode == "ray-workers":  # alternate: a worker process, the worker node's raylet
@@ -302,7 +306,8 @@ def run_points(mode: str, points: int, work: Path, inp: Path, n_shards: int, see
         return {
             "mode": mode,
             "uninterrupted_s": round(ref_wall, 2),
-            "points": points,
+            "points": len(results),
+            "points_asked": points,
             "killed": len(killed),
             "identical": sum(bool(r["identical"]) for r in results),
             "lost": sum(r["lost"] or 0 for r in results),
@@ -402,6 +407,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--disk-full", action="store_true", help="also the small-tmpfs run")
     ap.add_argument("--work", default="runs/bench-reliability")
     ap.add_argument("--json", dest="json_out", help="write the results here")
+    ap.add_argument("--max-minutes", type=float, default=0.0,
+                    help="start no new kill point after this many minutes of a mode (0: no limit); "
+                         "the report counts the points that ran")
     ap.add_argument("--fingerprint-cost", action="store_true", help="also MB/CPU-s of the input fingerprint vs sha256")
     a = ap.parse_args(argv)
     work = Path(a.work).absolute()
@@ -409,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     inp = make_corpus(work / "input", a.docs, a.shards)
     report: dict[str, Any] = {"docs": a.docs, "shards": a.shards, "seed": a.seed, "modes": []}
     for mode in [m for m in a.modes.split(",") if m]:
-        res = run_points(mode, a.points, work, inp, a.shards, a.seed)
+        res = run_points(mode, a.points, work, inp, a.shards, a.seed, max_minutes=a.max_minutes)
         report["modes"].append(res)
         print(f"[{mode}] {res['identical']}/{res['points']} resumed runs byte-identical, {res['lost']} lost, "
               f"{res['duplicated']} duplicated docs; kills by phase: {res['killed_in']}")

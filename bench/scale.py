@@ -156,7 +156,55 @@ print(json.dumps({{
 """
 
 
-def run_once(inp: Path, out: Path, workers: int, partitions: int, stages: list[dict[str, Any]]) -> dict[str, Any]:
+def timeline(folder: Path) -> dict[str, Any]:
+    """Where a traced run's time went (``ASSAY_TRACE``, :mod:`pipeline._trace`): per process,
+    when it started working and how long it had no task — start-up, the end of each segment
+    (waiting for the slower worker), barrier hand-offs. ``waited_for_cpu_s``: time a process was
+    runnable but got no CPU (other load on a shared machine); on an idle machine it is 0."""
+    from pipeline import _trace
+
+    ev = _trace.load(folder)
+    drv = [e for e in ev if e["role"] == "driver"]
+    if not drv:
+        return {}
+    t0, t1 = min(e["t0"] for e in drv), max(e["t1"] for e in drv)
+    phases = [e for e in drv if re.fullmatch(r"seg\d+", e["what"]) or e["what"].startswith("reduce step")]
+    tasks = [e for e in ev if e["role"] == "worker" and e["what"] != "init"]
+    out: dict[str, Any] = {"run_s": round(t1 - t0, 3)}
+    for e in ev:
+        if e["role"] == "forkserver":
+            out["fork_server"] = {"started_at_s": round(e["t0"] - t0, 3), "preload_s": round(e["t1"] - e["t0"], 3),
+                                  "preload_cpu_s": round(e["cpu_s"], 3), "waited_for_cpu_s": round(e.get("wait_s", 0), 3)}
+    segs = [e for e in drv if re.fullmatch(r"seg\d+", e["what"])]
+    if segs:  # serial tail: the last segment's end to the run's end (cleanup wait, manifest)
+        out["after_last_segment_s"] = round(t1 - max(e["t1"] for e in segs), 3)
+    cleanups = [e for e in drv if e["what"].startswith("cleanup ")]
+    out["cleanup_s"] = round(sum(e["t1"] - e["t0"] for e in cleanups), 3)
+    for what in ("start", "manifest", "pool shutdown"):
+        got = [e for e in drv if e["what"] == what]
+        if got:
+            out[f"driver_{what.replace(' ', '_')}"] = {"s": round(got[0]["t1"] - got[0]["t0"], 3), "cpu_s": round(got[0]["cpu_s"], 3)}
+    workers = []
+    for pid in sorted({e["pid"] for e in tasks}):
+        mine = [e for e in tasks if e["pid"] == pid]
+        busy = sum(e["t1"] - e["t0"] for e in mine)
+        ends: dict[str, float] = {}  # idle inside each segment / barrier hand-off
+        for ph in phases:
+            inside = sum(min(e["t1"], ph["t1"]) - max(e["t0"], ph["t0"]) for e in mine if e["t1"] > ph["t0"] and e["t0"] < ph["t1"])
+            key = ph["what"] if ph["what"].startswith("seg") else "reduce steps"
+            ends[key] = ends.get(key, 0.0) + (ph["t1"] - ph["t0"] - inside)
+        workers.append({
+            "first_task_at_s": round(min(e["t0"] for e in mine) - t0, 3), "tasks": len(mine),
+            "busy_s": round(busy, 3), "cpu_s": round(sum(e["cpu_s"] for e in mine), 3),
+            "waited_for_cpu_s": round(sum(e.get("wait_s", 0.0) for e in mine), 3),
+            "idle_s": round(t1 - t0 - busy, 3), "idle_by_phase_s": {k: round(v, 3) for k, v in ends.items()},
+        })
+    out["workers"] = workers
+    return out
+
+
+def run_once(inp: Path, out: Path, workers: int, partitions: int, stages: list[dict[str, Any]],
+             trace: Path | None = None) -> dict[str, Any]:
     spec = {
         "name": "bench-scale",
         "input": {"paths": [str(inp)]},
@@ -165,10 +213,17 @@ def run_once(inp: Path, out: Path, workers: int, partitions: int, stages: list[d
         "stages": stages,
     }
     code = _RUN.format(repo=str(REPO), spec=json.dumps(spec), workers=workers, partitions=partitions)
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    env = dict(os.environ)
+    if trace is not None:
+        trace.mkdir(parents=True, exist_ok=True)
+        env["ASSAY_TRACE"] = str(trace)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if res.returncode != 0:
         raise RuntimeError(f"bench run failed:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    if trace is not None:
+        got["timeline"] = timeline(trace)
+    return got
 
 
 def _rss_mb() -> float:
@@ -258,6 +313,33 @@ def task_memory(data: Path, n_docs: int, work: Path) -> dict[str, Any]:
     return out
 
 
+def speedup_report(sp: dict[str, Any], per_shard: int) -> str:
+    """The 1 -> 2 workers pairs as lines a person reads (the JSON above has everything)."""
+    n_shards = -(-sp["docs"] // per_shard)
+    lines = [f"1 -> 2 workers (workers = partitions), {sp['docs']:,} docs in {n_shards} shards, on {os.cpu_count()} CPUs:"]
+    for k, p in enumerate(sp["pairs"], 1):
+        one, two = p["runs"]["1"], p["runs"]["2"]
+        order = "1 then 2" if one["started"] <= two["started"] else "2 then 1"
+        lines.append(
+            f"  pair {k} ({order}, {one['started']} UTC): 1 worker {one['wall_s']:.1f} s / {one['all_cpu_s']:.1f} CPU-s, "
+            f"2 workers {two['wall_s']:.1f} s / {two['all_cpu_s']:.1f} CPU-s -> wall ratio {p['wall_ratio']:.2f}x, "
+            f"CPU overhead {p['cpu_overhead']:+.0%}; load average (1 min) {one['load_before'].split()[0]} -> "
+            f"{two['load_after'].split()[0] if order == '1 then 2' else one['load_after'].split()[0]}; "
+            f"same snapshot: {'yes' if p['same_output'] else 'NO'}")
+        tl = two.get("timeline")
+        if tl and tl.get("workers"):
+            fs = tl.get("fork_server", {})
+            lines.append(
+                f"    2-worker timeline: fork server started at {fs.get('started_at_s', 0):.2f} s, preloaded "
+                f"{fs.get('preload_cpu_s', 0):.2f} CPU-s; first task at {min(w['first_task_at_s'] for w in tl['workers']):.2f} s; "
+                + "; ".join(f"worker {k}: {w['cpu_s']:.1f} CPU-s, idle {w['idle_s']:.1f} s, waited for a CPU {w['waited_for_cpu_s']:.1f} s"
+                            for k, w in enumerate(tl["workers"], 1)))
+    best = sp["best_wall_ratio"]
+    lines.append(f"  best wall ratio {best:.2f}x: target >= 1.8x {'met' if best >= 1.8 else 'NOT met'}"
+                 " (a wall ratio means something only on an otherwise idle machine: see the load averages)")
+    return "\n".join(lines)
+
+
 def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -271,6 +353,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--repeat", type=int, default=1, help="1 -> 2 workers pairs to run (order alternates)")
     ap.add_argument("--skip-rss", action="store_true", help="only the 1 -> 2 workers ratio")
     ap.add_argument("--task-docs", type=int, default=0, help="measure reduce task memory over this many docs (0: skip)")
+    ap.add_argument("--timeline", action="store_true",
+                    help="trace the 2-worker runs (ASSAY_TRACE): when each process worked and waited")
     ap.add_argument("--json", dest="json_out", help="write the results here too")
     args = ap.parse_args(argv)
     data = Path(args.data)
@@ -312,7 +396,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for w in ((1, 2) if rep % 2 == 0 else (2, 1)):
                     load0 = loadavg()
                     t0 = time.time()
-                    r = run_once(inp, work / f"sp{w}-{rep}", w, w, STAGES)
+                    trace = work / f"trace{w}-{rep}" if args.timeline and w == 2 else None
+                    r = run_once(inp, work / f"sp{w}-{rep}", w, w, STAGES, trace)
                     r.update(load_before=load0, load_after=loadavg(), started=time.strftime("%H:%M:%S", time.gmtime(t0)))
                     runs[str(w)] = r
                     print(json.dumps({"rep": rep, "workers": w, **r}), file=sys.stderr)
@@ -340,6 +425,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "same_output": all(p["same_output"] for p in pairs),
             }
     print(json.dumps(results, indent=2))
+    if "speedup" in results:
+        print(speedup_report(results["speedup"], args.per_shard), file=sys.stderr)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -29,7 +29,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any
@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pipeline import schema, storage
+from pipeline import _trace, schema, storage
 from pipeline.manifest import CorruptShardError, build_manifest, check_shard, merge_stats
 from pipeline.plan import Plan, Segment, make_plan
 from pipeline.readers import Quarantined, ReaderOptions, read_shard
@@ -279,6 +279,11 @@ class ShardWorker:
         return marker
 
 
+def _remove_segment(layout: RunLayout, seg: int) -> None:
+    with _trace.span("driver", f"cleanup seg{seg}"):
+        storage.remove_tree(layout.work / f"seg{seg}")
+
+
 def _text_bytes(table: pa.Table) -> int:
     """Bytes of content a stage reads: the text, or the raw HTML before extraction."""
     import pyarrow.compute as pc
@@ -306,7 +311,8 @@ def _pool_init(spec_data: dict[str, Any], root: str, env: dict[str, str] | None 
         for k in set(os.environ) - set(env):
             del os.environ[k]
         os.environ.update(env)
-    _WORKER = ShardWorker(spec_data, root)
+    with _trace.span("worker", "init"):
+        _WORKER = ShardWorker(spec_data, root)
     # stages' teardown() when the pool shuts this worker down (multiprocessing runs
     # finalizers on a worker's normal exit; atexit hooks it does not)
     util.Finalize(_WORKER, _WORKER.teardown, exitpriority=10)
@@ -314,11 +320,13 @@ def _pool_init(spec_data: dict[str, Any], root: str, env: dict[str, str] | None 
 
 def _pool_run(args: tuple[int, int, str, bool]) -> dict[str, Any]:
     assert _WORKER is not None
-    return _WORKER.run(*args)
+    with _trace.span("worker", f"seg{args[0]} shard {args[1]}"):
+        return _WORKER.run(*args)
 
 
 def _pool_reduce(task: ReduceTask) -> tuple[Any, str]:
-    return run_traced(task)
+    with _trace.span("worker", f"reduce {task.fn.__module__.rsplit('.', 1)[-1]}.{task.fn.__name__}"):
+        return run_traced(task)
 
 
 # -- executors ------------------------------------------------------------------------------------------
@@ -332,6 +340,10 @@ class BaseExecutor:
     def __init__(self, progress: bool = True, partitions: int | None = None):
         self.progress = progress
         self.partitions = partitions
+
+    def _workers_ahead(self, spec: PipelineSpec, n_shards: int) -> None:
+        """Called once the run knows its shards, before it fingerprints inputs and plans: an
+        executor may start its workers here, so their start-up overlaps that work."""
 
     # subclasses provide how a list of shard tasks runs
     def _run_tasks(self, spec: PipelineSpec, root: Loc, tasks: list[tuple[int, int, str, bool]]) -> Iterator[dict[str, Any]]:
@@ -349,55 +361,72 @@ class BaseExecutor:
     def run(self, spec: PipelineSpec) -> dict[str, Any]:
         """Run ``spec`` to completion (resuming if its output holds a partial run)."""
         t0 = time.perf_counter()
-        files = spec.resolve_inputs()  # a missing input is an error before any work starts
-        # shard i reads part i % split of file i // split (split = 1: one shard per file)
-        inputs = [f for f in files for _ in range(spec.input.split)]
-        root = storage.as_loc(spec.output.dir)
-        layout = RunLayout(root)
-        spec_hash = spec.spec_hash()
-        self._check_resources(spec)
-        self._check_or_start(layout, spec_hash, files)
-        plan = make_plan(spec.build_stages())
+        with _trace.span("driver", "start"):
+            files = spec.resolve_inputs()  # a missing input is an error before any work starts
+            # shard i reads part i % split of file i // split (split = 1: one shard per file)
+            inputs = [f for f in files for _ in range(spec.input.split)]
+            root = storage.as_loc(spec.output.dir)
+            layout = RunLayout(root)
+            spec_hash = spec.spec_hash()
+            self._check_resources(spec)
+            self._workers_ahead(spec, len(inputs))
+            self._check_or_start(layout, spec_hash, files)
+            plan = make_plan(spec.build_stages())
         n_seg = len(plan.segments)
         final_markers: list[dict[str, Any]] = []
         all_markers: list[dict[str, Any]] = []
-        for seg in plan.segments:
-            last = seg.index == n_seg - 1
-            tasks = []
-            done: list[dict[str, Any]] = []
-            # one listing instead of a lookup per shard (on an object store each is a request)
-            present = {str(f) for f in storage.list_files(layout.work / "markers" / f"seg{seg.index}")}
-            for i, p in enumerate(inputs):
-                m = layout.marker(seg.index, i)
-                if str(m) in present:
-                    done.append(storage.read_json(m))
-                else:
-                    tasks.append((seg.index, i, str(p), last))
-            bar = tqdm(total=len(inputs), initial=len(done), unit="shard", disable=not self.progress,
-                       desc=f"segment {seg.index + 1}/{n_seg}", file=sys.stderr, dynamic_ncols=True)
-            docs = sum(int(d["rows"]) for d in done)
-            for marker in self._run_tasks(spec, root, tasks):
-                done.append(marker)
-                docs += int(marker["rows"])
-                bar.update(1)
-                bar.set_postfix(docs_out=docs)
-            bar.close()
-            done.sort(key=lambda d: d["shard"])
-            all_markers.extend(done)
-            if last:
-                final_markers = done
-            if seg.barrier_out is not None:
-                self._reduce(spec, layout, seg.barrier_out, len(inputs))
-        stats = merge_stats(all_markers, plan, wall_s=time.perf_counter() - t0)
-        manifest = build_manifest(spec, spec_hash, layout.root, final_markers, stats)
-        atomic_write_json(layout.root / "stats.json", stats)
-        atomic_write_json(layout.root / "manifest.json", manifest)
-        for seg in plan.segments[:-1]:
-            storage.remove_tree(layout.work / f"seg{seg.index}")
-        for folder in ("shards", "quarantine", "dropped"):  # temp files of killed attempts
-            for tmp in storage.list_files(layout.root / folder):
-                if tmp.name.startswith(".") and ".tmp" in tmp.name:
-                    storage.remove(tmp)
+        # a segment's intermediate shards are read by the next segment only: once that one has
+        # all its markers they are deleted in the background (a resume never needs them again),
+        # rather than all at the end while the workers wait
+        cleaner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-cleanup")
+        cleanups = []
+        try:
+            for seg in plan.segments:
+                last = seg.index == n_seg - 1
+                tasks = []
+                done: list[dict[str, Any]] = []
+                # one listing instead of a lookup per shard (on an object store each is a request)
+                present = {str(f) for f in storage.list_files(layout.work / "markers" / f"seg{seg.index}")}
+                for i, p in enumerate(inputs):
+                    m = layout.marker(seg.index, i)
+                    if str(m) in present:
+                        done.append(storage.read_json(m))
+                    else:
+                        tasks.append((seg.index, i, str(p), last))
+                bar = tqdm(total=len(inputs), initial=len(done), unit="shard", disable=not self.progress,
+                           desc=f"segment {seg.index + 1}/{n_seg}", file=sys.stderr, dynamic_ncols=True)
+                docs = sum(int(d["rows"]) for d in done)
+                with _trace.span("driver", f"seg{seg.index}"):
+                    for marker in self._run_tasks(spec, root, tasks):
+                        done.append(marker)
+                        docs += int(marker["rows"])
+                        bar.update(1)
+                        bar.set_postfix(docs_out=docs)
+                bar.close()
+                done.sort(key=lambda d: d["shard"])
+                all_markers.extend(done)
+                if last:
+                    final_markers = done
+                if seg.index > 0:
+                    cleanups.append(cleaner.submit(_remove_segment, layout, seg.index - 1))
+                if seg.barrier_out is not None:
+                    with _trace.span("driver", f"reduce {seg.barrier_out.name}"):
+                        self._reduce(spec, layout, seg.barrier_out, len(inputs))
+            for f in cleanups:
+                f.result()
+        finally:
+            cleaner.shutdown(wait=True)
+        with _trace.span("driver", "manifest"):
+            stats = merge_stats(all_markers, plan, wall_s=time.perf_counter() - t0)
+            manifest = build_manifest(spec, spec_hash, layout.root, final_markers, stats)
+            atomic_write_json(layout.root / "stats.json", stats)
+            atomic_write_json(layout.root / "manifest.json", manifest)
+            for seg in plan.segments[:-1]:  # all gone but a resume's leftovers: cheap
+                storage.remove_tree(layout.work / f"seg{seg.index}")
+            for folder in ("shards", "quarantine", "dropped"):  # temp files of killed attempts
+                for tmp in storage.list_files(layout.root / folder):
+                    if tmp.name.startswith(".") and ".tmp" in tmp.name:
+                        storage.remove(tmp)
         return manifest
 
     def _reduce(self, spec: PipelineSpec, layout: RunLayout, barrier: BarrierStage, n_shards: int) -> None:
@@ -427,7 +456,8 @@ class BaseExecutor:
         def runner(tasks: list[ReduceTask]) -> list[Any]:
             nonlocal steps
             steps += 1
-            traced, ran = self._run_reduce_tasks(spec, layout.root, tasks)
+            with _trace.span("driver", f"reduce step {steps} ({len(tasks)} tasks)"):
+                traced, ran = self._run_reduce_tasks(spec, layout.root, tasks)
             where.add(ran)
             procs.update(tag for _, tag in traced)
             return [r for r, _ in traced]
@@ -508,10 +538,18 @@ class LocalExecutor(BaseExecutor):
             return super().run(spec)
         finally:
             if self._pool is not None:
-                self._pool.shutdown()
+                with _trace.span("driver", "pool shutdown"):
+                    self._pool.shutdown()
                 self._pool = None
             if self._worker is not None:
                 self._worker.teardown()
+
+    def _workers_ahead(self, spec: PipelineSpec, n_shards: int) -> None:
+        # the pool's fork server imports the stages and loads their kernels (~1 CPU-s, pipeline.
+        # preload) while this process fingerprints the inputs and plans, instead of after; not
+        # for one shard (it runs in this process) — a resume with nothing left may start it idly
+        if (self.workers or spec.execution.workers) > 1 and n_shards > 1:
+            _start_fork_server(spec)
 
     def _check_resources(self, spec: PipelineSpec) -> None:
         """``workers`` × the largest ``Resources.memory_gb`` must fit in this machine's memory."""
@@ -533,18 +571,15 @@ class LocalExecutor(BaseExecutor):
             if self._worker is None or self._worker.spec != spec:
                 self._worker = ShardWorker(spec_data, str(root))
             for t in tasks:
-                yield self._worker.run(*t)
+                with _trace.span("driver", f"seg{t[0]} shard {t[1]}"):
+                    marker = self._worker.run(*t)
+                yield marker
             return
         yield from self._ensure_pool(spec, root, workers).map(_pool_run, tasks)
 
     def _ensure_pool(self, spec: PipelineSpec, root: Loc, workers: int) -> ProcessPoolExecutor:
         if self._pool is None:
-            ctx = get_context("forkserver" if sys.platform != "win32" else "spawn")
-            if sys.platform != "win32":
-                from pipeline.preload import modules_for
-
-                # effective when this process starts its fork server (its first pool)
-                ctx.set_forkserver_preload(modules_for(spec.build_stages()))
+            ctx = _start_fork_server(spec)
             self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init,
                                              initargs=(spec.model_dump(mode="json"), str(root), dict(os.environ)))
         return self._pool
@@ -557,6 +592,23 @@ class LocalExecutor(BaseExecutor):
         if workers <= 1 or len(tasks) <= 1:
             return [run_traced(t) for t in tasks], "inline"
         return list(self._ensure_pool(spec, root, workers).map(_pool_reduce, tasks)), "pool"
+
+
+def _start_fork_server(spec: PipelineSpec) -> Any:
+    """The pool's multiprocessing context; its fork server started now (it preloads the
+    stages' modules, :mod:`pipeline.preload`, in the background). The fork server is one per
+    process: a later run reuses the running one (its preload list is the first run's)."""
+    if sys.platform == "win32":  # pragma: no cover - no fork server there
+        return get_context("spawn")
+    import multiprocessing.forkserver as fs
+
+    from pipeline.preload import modules_for
+
+    ctx = get_context("forkserver")
+    ctx.set_forkserver_preload(modules_for(spec.build_stages()))  # used when it (re)starts
+    with _trace.span("driver", "fork server start"):
+        fs.ensure_running()
+    return ctx
 
 
 def _physical_memory_gb() -> float:

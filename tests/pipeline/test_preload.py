@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +38,52 @@ def test_warming_loads_cached_kernels_without_compiling():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240, check=True)
     warmed, overloads = map(int, r.stdout.split())
     assert warmed >= 1 and overloads >= 1, r.stdout
+
+
+def test_the_fork_server_preloads_while_the_driver_plans_and_the_trace_shows_every_step(tmp_path: Path, raw_docs):
+    """``workers > 1``: the fork server (which imports and warms the stages, ~1 CPU-s) is
+    started when the run starts, before the driver fingerprints the inputs and plans — not
+    when the first shard is submitted. ``ASSAY_TRACE`` timelines every process's spans."""
+    import json
+
+    from pipeline import _trace
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for s in range(4):
+        with open(inp / f"s{s}.jsonl", "w") as fh:
+            for i, d in enumerate(raw_docs[s * 40:(s + 1) * 40]):
+                fh.write(json.dumps({"id": f"{s}-{i}", "text": d["text"]}) + "\n")
+    spec = {"name": "t", "input": {"paths": [str(inp)]}, "output": {"dir": str(tmp_path / "out")},
+            "stages": [{"kind": "filter.length", "min_chars": 100}, {"kind": "dedup.exact"}]}
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    code = (
+        "import json, sys; sys.path.insert(0, %r)\n"
+        "from pipeline.run import run_spec\nfrom pipeline.spec import PipelineSpec\n"
+        "run_spec(PipelineSpec.from_dict(json.loads(%r)), progress=False, workers=2)\n" % (str(REPO), json.dumps(spec))
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=240, env={**os.environ, _trace.ENV: str(trace)})
+    ev = _trace.load(trace)
+    start = next(e for e in ev if e["role"] == "driver" and e["what"] == "start")
+    launch = next(e for e in ev if e["role"] == "driver" and e["what"] == "fork server start")
+    preload = next(e for e in ev if e["role"] == "forkserver")
+    # launched inside the driver's start-up (fingerprints, plan), not at the first submit
+    assert start["t0"] <= launch["t0"] <= launch["t1"] <= start["t1"], (launch, start)
+    assert preload["t1"] > launch["t0"]
+    shards = {(e["what"], e["pid"]) for e in ev if e["role"] == "worker" and " shard " in e["what"]}
+    assert {w for w, _ in shards} == {f"seg{g} shard {i}" for g in (0, 1) for i in range(4)}
+    assert any(e["role"] == "worker" and e["what"].startswith("reduce exact.") for e in ev)
+    assert all(e["t1"] >= e["t0"] and e["cpu_s"] >= 0 for e in ev)
+    # segment 0's intermediate shards are deleted once segment 1 has all its markers, before
+    # the manifest is written (in the background: the workers need not wait for it)
+    span = {e["what"]: e for e in ev if e["role"] == "driver"}
+    assert span["seg1"]["t1"] <= span["cleanup seg0"]["t0"] <= span["cleanup seg0"]["t1"] <= span["manifest"]["t0"]
+    assert not (tmp_path / "out" / "_work" / "seg0").exists()
+    # what `assay bench scale --timeline` reports from it: both workers, each with its tasks
+    from bench.scale import timeline
+
+    tl = timeline(trace)
+    assert len(tl["workers"]) == 2 and sum(w["tasks"] for w in tl["workers"]) >= 8
+    assert tl["fork_server"]["preload_cpu_s"] > 0 and tl["driver_start"]["s"] >= 0
+    assert all(0 <= w["idle_s"] <= tl["run_s"] for w in tl["workers"])
