@@ -21,10 +21,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dedup.signature import FNV_PRIME, MinhashParams
+
+if TYPE_CHECKING:
+    from pipeline.storage import RemotePath
 
 INDEX_FORMAT = "assay.minhash-index/2"
 
@@ -113,7 +117,7 @@ class IndexMeta:
         }
 
     @classmethod
-    def read(cls, state_dir: Path) -> IndexMeta:
+    def read(cls, state_dir: Path | RemotePath) -> IndexMeta:
         d = json.loads((state_dir / "index.json").read_text())
         if d.get("format") == "assay.minhash-index/1":
             raise ValueError(

@@ -50,7 +50,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from pipeline import schema
+from pipeline import schema, storage
+from pipeline.storage import Loc
 from pipeline.registry import register
 from pipeline.stage import PathField, BarrierStage, Resources, StageConfig, StageContext
 
@@ -122,14 +123,15 @@ class MinhashDedupConfig(StageConfig):
         return self
 
 
-def _find_index(snapshot: str) -> Path:
-    """The MinHash index folder inside a snapshot (``state/<name>/index.json``)."""
-    root = Path(snapshot)
-    if (root / "index.json").exists():
+def _find_index(snapshot: str) -> Loc:
+    """The MinHash index folder inside a snapshot (``state/<name>/index.json``): a local folder
+    or a URL (``s3://…``, ``gs://…``), read through :mod:`pipeline.storage`."""
+    root = storage.as_loc(snapshot)
+    if storage.is_file(root / "index.json"):
         return root
     # a /2 index has parts under index/, a /1 index an index.parquet (IndexMeta.read names the fix)
-    found = sorted(p.parent for p in (root / "state").glob("*/index.json")
-                   if (p.parent / "index").is_dir() or (p.parent / "index.parquet").is_file())
+    found = sorted(m.parent for m in storage.glob(f"{root}/state/*/index.json")
+                   if storage.is_dir(m.parent / "index") or storage.is_file(m.parent / "index.parquet"))
     if not found:
         raise FileNotFoundError(
             f"against: {snapshot!r} holds no MinHash index (expected state/<stage>/index.json); "
@@ -242,7 +244,7 @@ class MinhashDedupStage(BarrierStage):
                     "Use the same num_perm/ngram/seed/bands/rows (or threshold) as that job."
                 )
         sources = list(rc.artifacts)
-        old_parts = [str(p) for o in olds for p in sorted((o / "index").glob("part-*.parquet"))]
+        old_parts = [str(p) for o in olds for p in storage.glob(f"{o}/index/part-*.parquet")]
         sources += [(OLD_BASE + k, p) for k, p in enumerate(old_parts)]
         P = rc.partitions
         cand = rc.scratch_dir("candidates")

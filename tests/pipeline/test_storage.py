@@ -235,6 +235,34 @@ def test_reduces_on_s3_read_and_write_through_storage_and_stage_nothing_locally(
 
 
 @pytest.mark.timeout(300)
+def test_minhash_against_a_snapshot_on_s3_gives_the_same_snapshot_as_against_it_locally(
+        s3: dict, barrier_inputs: Path, tmp_path: Path):
+    """``dedup.minhash`` ``against`` names an earlier snapshot by URL: its index is found and
+    read through storage, and the run keeps exactly what it keeps against the local copy."""
+    def spec(inp: Path, out: Path, against: list[str]) -> PipelineSpec:
+        d = _spec_data(inp, out)
+        d["stages"] = [{"kind": "dedup.minhash", "mode": "remove", "against": against}]
+        return PipelineSpec.from_dict(d)
+
+    first = tmp_path / "first"
+    run_spec(spec(barrier_inputs / "shard-00.jsonl", first, []), progress=False)
+    url = "s3://assay/runs/against-first"
+    for f in storage.list_files(first):
+        storage.copy_file(f, f"{url}/{f.relative_to(first)}")
+    local = run_spec(spec(barrier_inputs, tmp_path / "vs-local", [str(first)]), progress=False)
+    remote = run_spec(spec(barrier_inputs, tmp_path / "vs-s3", [url]), progress=False, workers=2, partitions=2)
+    alone = run_spec(spec(barrier_inputs, tmp_path / "alone", []), progress=False)
+    assert [s["sha256"] for s in remote["shards"]] == [s["sha256"] for s in local["shards"]]
+    assert remote["stats"]["stages"] == local["stats"]["stages"]
+    # the earlier snapshot's docs were really deduped against: shard 0 again is all duplicates
+    n_first = sum(s["rows"] for s in storage.read_json(first / "manifest.json")["shards"])
+    dropped = remote["stats"]["stages"]["dedup.minhash"]["dropped"].get("near_duplicate", 0)
+    assert dropped >= alone["stats"]["stages"]["dedup.minhash"]["dropped"].get("near_duplicate", 0) + n_first // 2
+    index = storage.read_json(tmp_path / "vs-s3" / "state" / "dedup.minhash" / "index.json")
+    assert index["against"] == [f"{url}/state/dedup.minhash"] and index["against_docs"] == n_first
+
+
+@pytest.mark.timeout(300)
 def test_show_takes_a_snapshot_url(s3: dict, local_inputs: Path, local_ref: dict):
     from click.testing import CliRunner
 
