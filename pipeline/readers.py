@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
@@ -227,63 +229,201 @@ def _record_to_row(rec: dict[str, Any], text: str, key: str, opts: ReaderOptions
 # -- JSONL ------------------------------------------------------------------------------------------
 
 
+#: parse JSONL a batch at a time with pyarrow's JSON reader where that gives exactly what the
+#: per-line path gives (see :func:`_jsonl_block`); ``False``: per line only (tests compare both)
+JSONL_COLUMNAR = True
+
+
 def _read_jsonl(path: Loc, opts: ReaderOptions, part: Part = (0, 1)) -> Iterator[ReadItem]:
+    """Records of a JSONL file, in batches of ``opts.batch_size`` documents.
+
+    Lines are collected until they would complete the current batch; a full batch (or the
+    file's last, with nothing buffered) is parsed column-wise when :func:`_jsonl_block` can
+    (clean, flat, uniformly typed records), else line by line (:func:`_jsonl_line`: the
+    quarantine reasons). Both give the same tables, batch boundaries and quarantine order.
+    """
     buf = _RowBuffer(opts, path.name)
     k, n = part
     lineno = 0
     record = -1
+    pending: list[tuple[int, bytes]] = []  # (line number, line) of records not yet parsed
     try:
         fh = open_decompressed(path)
     except OSError as e:
         if k == 0:
             yield Quarantined(str(path), f"unreadable_file: {e}")
         return
+
+    def by_line() -> Iterator[ReadItem]:
+        for ln, ln_bytes in pending:
+            yield from _jsonl_line(buf, path, opts, ln, ln_bytes)
+        pending.clear()
+
+    def block(at_end: bool) -> Iterator[ReadItem]:
+        if JSONL_COLUMNAR and pending and not buf.rows and (at_end or len(pending) == opts.batch_size):
+            t = _jsonl_block(pending, path, opts, buf.source)
+            if t is not None:
+                pending.clear()
+                yield t
+                return
+        yield from by_line()
+
     with fh:
         while True:
             try:
                 line = fh.readline()
             except Exception as e:  # EOFError, OSError, BadGzipFile, zstandard.ZstdError...
+                yield from by_line()
                 if k == 0:
                     yield Quarantined(f"{path}:{lineno + 1}", f"truncated_or_corrupt_stream: after {lineno} lines: {e}")
                 break
             if not line:
+                yield from block(at_end=True)
                 break
             lineno += 1
-            loc = f"{path}:{lineno}"
             if not line.strip():
                 continue
             record += 1
             if record % n != k:
                 continue
-            if len(line) > opts.max_doc_bytes:
-                yield Quarantined(loc, f"too_large: {len(line)} bytes > max_doc_bytes {opts.max_doc_bytes}", line[:QUARANTINE_RAW_LIMIT])
+            if len(line) > opts.max_doc_bytes:  # never held: quarantined in its place
+                yield from by_line()
+                yield from _jsonl_line(buf, path, opts, lineno, line)
                 continue
-            try:
-                s = line.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield Quarantined(loc, f"invalid_utf8: {e.reason} at byte {e.start}", line)
-                continue
-            try:
-                rec = json.loads(s)
-            except json.JSONDecodeError as e:
-                yield Quarantined(loc, f"invalid_json: {e.msg} at column {e.colno}", line)
-                continue
-            if not isinstance(rec, dict):
-                yield Quarantined(loc, f"not_an_object: got {type(rec).__name__}", line)
-                continue
-            text = rec.get(opts.text_field)
-            if not isinstance(text, str):
-                what = "missing" if text is None else f"not a string ({type(text).__name__})"
-                yield Quarantined(loc, f"missing_text: field {opts.text_field!r} is {what}", line)
-                continue
-            rid = rec.get(opts.id_field)
-            key = str(rid) if rid is not None else (rec.get(opts.url_field) or f"{path.name}:{lineno}")
-            out = buf.add(_record_to_row(rec, text, str(key), opts, buf.source))
-            if out is not None:
-                yield out
+            pending.append((lineno, line))
+            if len(pending) >= opts.batch_size - len(buf.rows):
+                yield from block(at_end=False)
     last = buf.flush()
     if last is not None:
         yield last
+
+
+def _jsonl_line(buf: _RowBuffer, path: Loc, opts: ReaderOptions, lineno: int, line: bytes) -> Iterator[ReadItem]:
+    """One JSONL record, parsed on its own: a quarantined item, or a row (and a full batch)."""
+    loc = f"{path}:{lineno}"
+    if len(line) > opts.max_doc_bytes:
+        yield Quarantined(loc, f"too_large: {len(line)} bytes > max_doc_bytes {opts.max_doc_bytes}", line[:QUARANTINE_RAW_LIMIT])
+        return
+    try:
+        s = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        yield Quarantined(loc, f"invalid_utf8: {e.reason} at byte {e.start}", line)
+        return
+    try:
+        rec = json.loads(s)
+    except json.JSONDecodeError as e:
+        yield Quarantined(loc, f"invalid_json: {e.msg} at column {e.colno}", line)
+        return
+    if not isinstance(rec, dict):
+        yield Quarantined(loc, f"not_an_object: got {type(rec).__name__}", line)
+        return
+    if _SURROGATE_ESCAPE.search(line):  # \ud800-\udfff: fine in a pair, not alone (no UTF-8)
+        try:
+            json.dumps(rec, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as e:
+            yield Quarantined(loc, f"invalid_json: unpaired surrogate escape \\u{ord(e.object[e.start]):04x}", line)
+            return
+    text = rec.get(opts.text_field)
+    if not isinstance(text, str):
+        what = "missing" if text is None else f"not a string ({type(text).__name__})"
+        yield Quarantined(loc, f"missing_text: field {opts.text_field!r} is {what}", line)
+        return
+    rid = rec.get(opts.id_field)
+    key = str(rid) if rid is not None else (rec.get(opts.url_field) or f"{path.name}:{lineno}")
+    out = buf.add(_record_to_row(rec, text, str(key), opts, buf.source))
+    if out is not None:
+        yield out
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+_FLAT_TYPES = (pa.string(), pa.int64(), pa.float64(), pa.bool_())
+
+
+def _jsonl_block(lines: list[tuple[int, bytes]], path: Loc, opts: ReaderOptions, source: str) -> pa.Table | None:
+    """The batch :func:`_jsonl_line` would build from ``lines``, parsed by pyarrow's JSON
+    reader in one go, or ``None`` where that could differ: any line that is not clean UTF-8
+    JSON of one object (pyarrow is as strict as ``json`` there, and stricter), a BOM, a
+    missing or null value anywhere (``Table.from_pylist`` takes its columns from the first
+    row), nested values, a column pyarrow would type otherwise (timestamps, a repeated key,
+    integers beyond 2**53 read as doubles), a non-string id/url or a name clash with a
+    renamed ``input.source``. Then the caller goes line by line."""
+    from pyarrow import json as pa_json
+
+    data = b"".join(ln for _, ln in lines)
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    if b"\xef\xbb\xbf" in data:
+        return None
+    try:
+        data.decode("utf-8")
+        t = pa_json.read_json(
+            io.BytesIO(data),
+            read_options=pa_json.ReadOptions(use_threads=False, block_size=len(data) + 1),
+            parse_options=pa_json.ParseOptions(newlines_in_values=False),
+        )
+    except (UnicodeDecodeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    n = len(lines)
+    if t.num_rows != n:
+        return None
+    cols_in: dict[str, pa.Array] = {}
+    for f in t.schema:
+        col = t.column(f.name).combine_chunks()
+        if f.type not in _FLAT_TYPES or col.null_count:
+            return None
+        if f.type == pa.float64():
+            whole = pc.and_(pc.equal(pc.floor(col), col), pc.greater(pc.abs(col), 2.0**53))
+            if pc.any(whole).as_py():
+                return None  # maybe a big JSON integer, which json gives as an int
+        cols_in[f.name] = col
+    tf = opts.text_field
+    if tf not in cols_in or cols_in[tf].type != pa.string():
+        return None
+    for f in (opts.id_field, opts.url_field):
+        if f in cols_in and f != tf and cols_in[f].type not in (pa.string(), pa.int64()):
+            return None
+    if opts.url_field in cols_in and cols_in[opts.url_field].type != pa.string():
+        return None
+    # the columns in the order and with the names _record_to_row gives them
+    cols: dict[str, pa.Array] = {}
+    for name, col in cols_in.items():
+        if name == tf:
+            continue
+        if name == schema.SOURCE and col.type != pa.string():
+            name = f"input.{name}"
+            if name in cols_in:
+                return None
+        cols[name] = col
+    url = cols_in.get(opts.url_field)
+    cols[schema.URL] = url if url is not None else pa.nulls(n)
+    text = cols_in[tf]
+    ids: list[str | None]
+    given = cols_in.get(schema.DOC_ID)
+    ids = given.to_pylist() if given is not None and given.type == pa.string() else [None] * n
+    if not all(ids):
+        if opts.id_field in cols_in:
+            keys = [str(v) for v in cols_in[opts.id_field].to_pylist()]
+        else:
+            urls = url.to_pylist() if url is not None else [None] * n
+            keys = [u or f"{path.name}:{ln}" for u, (ln, _) in zip(urls, lines)]
+        _, obuf, dbuf = text.buffers()
+        toffs = np.frombuffer(obuf, np.int32)[text.offset : text.offset + n + 1].tolist()
+        tdata = memoryview(dbuf if dbuf is not None else b"")
+        for i, d in enumerate(ids):
+            if not d:
+                h = xxhash.xxh3_128()
+                h.update(keys[i].encode("utf-8", "surrogatepass"))
+                h.update(b"\0")
+                h.update(tdata[toffs[i] : toffs[i + 1]])
+                ids[i] = h.hexdigest()
+    cols[schema.DOC_ID] = pa.array(ids, pa.string())
+    src = cols_in.get(schema.SOURCE)
+    if src is not None and src.type == pa.string():
+        cols[schema.SOURCE] = pc.if_else(pc.equal(src, ""), source, src)
+    else:
+        cols[schema.SOURCE] = pa.array([source] * n, pa.string())
+    cols[schema.TEXT] = text
+    return schema.normalize_required(pa.table(cols))
 
 
 # -- Parquet ----------------------------------------------------------------------------------------
