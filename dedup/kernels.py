@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from dedup.signature import FNV_OFFSET, FNV_PRIME, _numba_cache_dir
+from dedup.signature import FNV_OFFSET, FNV_PRIME
+from pipeline._numba_cache import numba_with_cache
 
-_numba_cache_dir()
-import numba as nb  # noqa: E402 - the cache dir must be set before numba reads its config
-
-if not nb.config.CACHE_DIR:  # numba was imported (and read its config) before we set the dir
-    nb.config.CACHE_DIR = _numba_cache_dir()
+nb = numba_with_cache()  # the cache dir is set before numba reads its config
 
 u64 = np.uint64
 
