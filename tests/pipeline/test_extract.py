@@ -137,6 +137,32 @@ def test_min_chars_and_looks_binary():
     assert not looks_binary("<html><body>plain text, ünïcödé, 日本語</body></html>")
 
 
+def test_looks_binary_counts_exactly_the_control_characters(pages):
+    """The regex count gives the same decision as counting ``ch in _CONTROL`` one by one, at the
+    10% boundary too, and the whitespace test is ``not x.strip()`` without the copy."""
+    from pipeline.extract import _BINARY_PROBE_CHARS, _CONTROL
+
+    def slow(text: str) -> bool:
+        probe = text[:_BINARY_PROBE_CHARS]
+        return bool(probe) and sum(1 for ch in probe if ch in _CONTROL) / len(probe) > 0.10
+
+    rng = random.Random(1)
+    texts = [decode_html(body) for _, body in pages]
+    alphabet = sorted(_CONTROL) + list("\t\n\r\f\v <a>é日") + ["\x1c", "\x80", "\u2028"]
+    for n_bad in (0, 40, 409, 410, 411, 4096):  # around 10% of the 4,096-char probe
+        chars = [rng.choice(sorted(_CONTROL)) for _ in range(n_bad)] + ["x"] * (4096 - n_bad)
+        rng.shuffle(chars)
+        texts.append("".join(chars) + "\x00" * 900)  # past the probe: not counted
+    for c in sorted(_CONTROL):  # each control character counts
+        texts.append(c * 410 + "x" * 3686)
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 6000))) for _ in range(200)]
+    decisions = [looks_binary(t) for t in texts]
+    assert decisions == [slow(t) for t in texts]
+    assert True in decisions and False in decisions
+    for x in ["", " ", "\x1c\u2028\u3000 ", " a ", "\x00", b"", b" \t\x0b\x0c\r\n", b"\x1c", b" a"]:
+        assert (not x or x.isspace()) == (not x.strip())
+
+
 def test_trafilatura_engine(pages):
     pytest.importorskip("trafilatura")
     stage = HtmlExtractStage({"engine": "trafilatura"})
