@@ -201,6 +201,21 @@ def _datatrove_status(work: Path) -> dict[str, tuple[str, str | None]]:
     return st
 
 
+def _text_cause(ta: str | None, td: str | None) -> str:
+    """How the two extracted texts of a page differ (the kept-set diff's categories)."""
+    if td is None:
+        return "datatrove: no text (not extracted: skipped or timed out)"
+    if ta is None:
+        return "assay: no text (not extracted)"
+    if ta == td:
+        return "same text (the filters decided differently)"
+    if "HTTP/1." in td[:300] and "HTTP/1." not in ta[:300]:  # datatrove's WarcReader keeps the HTTP header block
+        if td.endswith(ta) or ta in td:
+            return "datatrove text = HTTP header block + assay's text"
+        return "datatrove text starts with the HTTP header block, rest differs too"
+    return "other text difference"
+
+
 def explain_kept_difference(files: list[Path], tmp: Path, workers: int) -> dict[str, Any]:
     """Why the two sides keep different pages (equal-work settings), by diffing their outputs.
 
@@ -227,6 +242,7 @@ def explain_kept_difference(files: list[Path], tmp: Path, workers: int) -> dict[
     trans: Counter[str] = Counter()
     examples: dict[str, list[dict[str, Any]]] = {}
     text_differs: Counter[str] = Counter()
+    causes: dict[str, Counter[str]] = {}
     for u in sorted(set(a) | set(d)):
         sa, ta = a.get(u, ("not read", None))
         sd, td = d.get(u, ("not extracted/read", None))
@@ -236,6 +252,7 @@ def explain_kept_difference(files: list[Path], tmp: Path, workers: int) -> dict[
         trans[key] += 1
         same = ta is not None and td is not None and ta == td
         text_differs[key] += 0 if same else 1
+        causes.setdefault(key, Counter())[_text_cause(ta, td)] += 1
         if len(examples.setdefault(key, [])) < 3:
             examples[key].append({"url": u, "same_text": same, "len_assay": len(ta or ""),
                                   "len_datatrove": len(td or ""), "en_score_assay_text": round(en(ta), 4),
@@ -246,8 +263,19 @@ def explain_kept_difference(files: list[Path], tmp: Path, workers: int) -> dict[
         "both_kept": sum(1 for u in a if a[u][0] == "kept" and d.get(u, ("",))[0] == "kept"),
         "only_one_side": dict(trans.most_common()),
         "of_which_extracted_text_differs": dict(text_differs),
+        "text_cause": {k: dict(v.most_common()) for k, v in causes.items()},
         "examples": examples,
     }
+
+
+def _print_kept(k: dict[str, Any]) -> None:
+    print(f"\nkept-set diff (equal work): assay {k['assay_kept']}, datatrove {k['datatrove_kept']}, "
+          f"both {k['both_kept']}")
+    for key, v in k["only_one_side"].items():
+        print(f"  {v:5d}  {key}  (extracted text differs in {k['of_which_extracted_text_differs'][key]})")
+        for cause, c in k.get("text_cause", {}).get(key, {}).items():
+            print(f"         {c:5d}  {cause}")
+    print(json.dumps(k["examples"], indent=1)[:3000])
 
 
 def _dump(path: str | None, res: dict[str, Any]) -> None:
@@ -277,6 +305,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="the as-shipped pair (assay as shipped vs datatrove + Trafilatura) reads only the "
                          "first N files, both sides (default: all)")
     ap.add_argument("--no-explain", action="store_true", help="skip the kept-set diff")
+    ap.add_argument("--explain-only", action="store_true",
+                    help="only the kept-set diff (untimed reruns of the equal-work pair), no timings")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
     files = sorted(Path(args.input).glob("*.warc*"))
@@ -288,6 +318,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     fs, ss = [str(f) for f in files], [str(f) for f in shipped]
     extractors = {"both": ["resiliparse", "trafilatura"], "none": []}.get(args.datatrove_extractor,
                                                                         [args.datatrove_extractor])
+    if args.explain_only:
+        try:
+            k = explain_kept_difference(files, tmp, args.workers)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _print_kept(k)
+        _dump(args.json, {"files": len(files), "kept_difference": k})
+        return {"kept_difference": k}
     try:
         res: dict[str, Any] = {"files": len(files), "input_mb_compressed": round(mb, 2), "workers": args.workers,
                                "shipped_files": len(shipped)}
@@ -355,12 +393,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for st in res[key]["per_step"]:
                 print(f"  {st['name']:40s} {st['total_s']:8.2f} s")
     if "kept_difference" in res:
-        k = res["kept_difference"]
-        print(f"\nkept-set diff (equal work): assay {k['assay_kept']}, datatrove {k['datatrove_kept']}, "
-              f"both {k['both_kept']}")
-        for key, v in k["only_one_side"].items():
-            print(f"  {v:5d}  {key}  (extracted text differs in {k['of_which_extracted_text_differs'][key]})")
-        print(json.dumps(k["examples"], indent=1)[:3000])
+        _print_kept(res["kept_difference"])
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
     return res
