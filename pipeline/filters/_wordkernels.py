@@ -132,11 +132,13 @@ def _in_sorted(arr, h):  # type: ignore[no-untyped-def]
 @nb.njit(cache=True, inline="always")
 def _is_special(data, a, b, special, fl):  # type: ignore[no-untyped-def]
     """Might data[a:b] be a special case? ``special[0] >> 32`` is the longest key's length in
-    bytes, the rest are the keys' sorted hashes; bit 1 of ``fl[first byte * 256 + last byte]``
-    says whether some key has those end bytes."""
+    bytes, the rest are the keys' sorted hashes; bit ``min(len, 31)`` (a byte length from 1)
+    of ``fl[first byte * 256 + last byte]`` says whether some key has those end bytes and that
+    length."""
     if b - a > np.int64(special[0] >> np.uint64(32)) or b <= a:
         return False
-    if not (fl[np.int64(data[a]) * 256 + np.int64(data[b - 1])] & 1):
+    ln = min(b - a, 31)
+    if not ((fl[np.int64(data[a]) * 256 + np.int64(data[b - 1])] >> np.uint32(ln)) & np.uint32(1)):
         return False
     h = hash_bytes(data, a, b)
     lo = 1
@@ -584,9 +586,9 @@ def _split_chunk(
     if n - n0 > 1:
         # spaCy re-merges token runs that spell a special case: every such run starts with
         # one of the (first, second) token pairs in ``merge_pairs``
-        # (bit 2 of ``fl``: some pair's first token has these end bytes)
+        # (bit 0 of ``fl``: some pair's first token has these end bytes)
         for t in range(n0, n - 1):
-            if fl[np.int64(data[out_s[t]]) * 256 + np.int64(data[out_e[t] - 1])] & 2:
+            if fl[np.int64(data[out_s[t]]) * 256 + np.int64(data[out_e[t] - 1])] & np.uint32(1):
                 h = pair_hash(
                     hash_bytes(data, out_s[t], out_e[t]),
                     hash_bytes(data, out_s[t + 1], out_e[t + 1]),
@@ -863,12 +865,12 @@ def _decode(data, p):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
-def quality_stats(data, tok_s, tok_e, doc_tok, punct_bmp, alpha_bmp, stop_b, stop_o):  # type: ignore[no-untyped-def]
-    """Per document: words, non-symbol words, their characters, words with a letter, a bit
-    mask of the stop words present, and whether a character outside the BMP was seen (then
-    the caller recomputes that document in Python)."""
+def quality_stats(data, tok_s, tok_e, doc_tok, punct, alpha, stop_b, stop_o):  # type: ignore[no-untyped-def]
+    """Per document: words, non-symbol words, their characters, words with a letter and a bit
+    mask of the stop words present. ``punct``/``alpha`` are indexed by code point (0 to
+    0x10FFFF: the caller fills the entries of the code points outside the BMP it has seen)."""
     nd = doc_tok.shape[0] - 1
-    out = np.zeros((nd, 6), dtype=np.int64)
+    out = np.zeros((nd, 5), dtype=np.int64)
     n_stop = stop_o.shape[0] - 1
     for d in range(nd):
         n_words = 0
@@ -876,7 +878,6 @@ def quality_stats(data, tok_s, tok_e, doc_tok, punct_bmp, alpha_bmp, stop_b, sto
         len_nonsym = 0
         n_alpha = 0
         mask = 0
-        astral = 0
         for t in range(doc_tok[d], doc_tok[d + 1]):
             a = tok_s[t]
             b = tok_e[t]
@@ -889,12 +890,9 @@ def quality_stats(data, tok_s, tok_e, doc_tok, punct_bmp, alpha_bmp, stop_b, sto
                 cp, k = _decode(data, p)
                 p += k
                 nchar += 1
-                if cp >= 0x10000:
-                    astral = 1
-                    continue
-                if allp and not punct_bmp[cp]:
+                if allp and not punct[cp]:
                     allp = False
-                if not has_a and alpha_bmp[cp]:
+                if not has_a and alpha[cp]:
                     has_a = True
             if not allp:
                 n_nonsym += 1
@@ -916,7 +914,6 @@ def quality_stats(data, tok_s, tok_e, doc_tok, punct_bmp, alpha_bmp, stop_b, sto
         out[d, 2] = len_nonsym
         out[d, 3] = n_alpha
         out[d, 4] = mask
-        out[d, 5] = astral
     return out
 
 
@@ -1072,4 +1069,197 @@ def repetition(data, tok_s, tok_e, doc_tok, n_chars, top_n, top_f, dup_n, dup_f)
                     reason = 100 + k
                     break
         out[d] = reason
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# whole-text counts: Gopher quality's character rules, Gopher repetition's lines and paragraphs
+
+
+@nb.njit(cache=True)
+def char_counts(data, offsets, docs):  # type: ignore[no-untyped-def]
+    """Per document ``docs[i]``: ``text.count("#")``, ``text.count("...") + text.count("…")``,
+    ``text.count("•") + text.count("-")`` and ``len(text.splitlines())`` (what
+    ``heuristics._count_lines`` computes), from the UTF-8 bytes."""
+    out = np.zeros((docs.shape[0], 4), dtype=np.int64)
+    for di in range(docs.shape[0]):
+        d = docs[di]
+        p = offsets[d]
+        e = offsets[d + 1]
+        if p == e:
+            continue
+        n_hash = 0
+        n_ell = 0
+        n_bul = 0
+        breaks = 0
+        while p < e:
+            c = data[p]
+            if c == 0x2E:  # a run of r dots holds r // 3 non-overlapping "..."
+                q = p + 1
+                while q < e and data[q] == 0x2E:
+                    q += 1
+                n_ell += (q - p) // 3
+                p = q
+                continue
+            if c == 0x23:
+                n_hash += 1
+            elif c == 0x2D:
+                n_bul += 1
+            elif c == 0x0A or (0x0B <= c <= 0x0C) or (0x1C <= c <= 0x1E):
+                breaks += 1
+            elif c == 0x0D:
+                breaks += 1
+                if p + 1 < e and data[p + 1] == 0x0A:  # "\r\n" is one break
+                    p += 2
+                    continue
+            elif c == 0xC2 and p + 1 < e and data[p + 1] == 0x85:
+                breaks += 1
+            elif c == 0xE2 and p + 2 < e and data[p + 1] == 0x80:
+                c2 = data[p + 2]
+                if c2 == 0xA6:
+                    n_ell += 1
+                elif c2 == 0xA2:
+                    n_bul += 1
+                elif c2 == 0xA8 or c2 == 0xA9:
+                    breaks += 1
+            p += 1
+        # a text not ending in a break has one more line than breaks
+        e0 = offsets[d]
+        j = e - 1
+        while j > e0 and (data[j] & 0xC0) == 0x80:
+            j -= 1
+        c = data[j]
+        last_break = False
+        if e - j == 1:
+            last_break = c == 0x0A or c == 0x0D or (0x0B <= c <= 0x0C) or (0x1C <= c <= 0x1E)
+        elif e - j == 2:
+            last_break = c == 0xC2 and data[j + 1] == 0x85
+        elif e - j == 3:
+            last_break = c == 0xE2 and data[j + 1] == 0x80 and (data[j + 2] == 0xA8 or data[j + 2] == 0xA9)
+        out[di, 0] = n_hash
+        out[di, 1] = n_ell
+        out[di, 2] = n_bul
+        out[di, 3] = breaks + (0 if last_break else 1)
+    return out
+
+
+@nb.njit(cache=True)
+def _seg_dups(data, ss, se, ns, tab, th):  # type: ignore[no-untyped-def]
+    """datatrove ``find_duplicates`` on the byte segments ss[i]:se[i], i < ns: (repeats, their
+    characters). Segments are compared byte for byte (a hash only picks the slot)."""
+    size = 16
+    while size < 2 * ns:
+        size *= 2
+    mask = size - 1
+    for i in range(size):
+        tab[i] = -1
+    dups = 0
+    dup_chars = 0
+    for i in range(ns):
+        a = ss[i]
+        b = se[i]
+        h = hash_bytes(data, a, b)
+        j = np.int64(h & np.uint64(mask))
+        found = False
+        while tab[j] >= 0:
+            if th[j] == h:
+                k = tab[j]
+                ka = ss[k]
+                if se[k] - ka == b - a:
+                    same = True
+                    for t in range(b - a):
+                        if data[ka + t] != data[a + t]:
+                            same = False
+                            break
+                    if same:
+                        found = True
+                        break
+            j = (j + 1) & mask
+        if found:
+            dups += 1
+            for t in range(a, b):
+                if (data[t] & 0xC0) != 0x80:
+                    dup_chars += 1
+        else:
+            tab[j] = i
+            th[j] = h
+    return dups, dup_chars
+
+
+@nb.njit(cache=True)
+def repetition_lines(data, offsets, docs):  # type: ignore[no-untyped-def]
+    """Per document ``docs[i]``: ``len(text)``, then for datatrove's paragraphs
+    (``re.split(r"\\n{2,}", text.strip())``) and lines (``re.split("\\n+", text)``) their count,
+    repeats and the repeats' characters (``find_duplicates``)."""
+    out = np.zeros((docs.shape[0], 7), dtype=np.int64)
+    cap = 16
+    ss = np.empty(cap, dtype=np.int64)
+    se = np.empty(cap, dtype=np.int64)
+    tab = np.empty(4 * cap, dtype=np.int64)
+    th = np.empty(4 * cap, dtype=np.uint64)
+    for di in range(docs.shape[0]):
+        d = docs[di]
+        s = offsets[d]
+        e = offsets[d + 1]
+        nchar = 0
+        nl = 0
+        for p in range(s, e):
+            c = data[p]
+            if (c & 0xC0) != 0x80:
+                nchar += 1
+            if c == 0x0A:
+                nl += 1
+        out[di, 0] = nchar
+        if nchar == 0:
+            continue
+        if nl + 2 > cap:
+            while cap < nl + 2:
+                cap *= 2
+            ss = np.empty(cap, dtype=np.int64)
+            se = np.empty(cap, dtype=np.int64)
+            tab = np.empty(4 * cap, dtype=np.int64)
+            th = np.empty(4 * cap, dtype=np.uint64)
+        # paragraphs: the text stripped of str.isspace characters, cut at runs of >= 2 "\n"
+        a = s
+        while a < e:
+            ws, step = _is_ws(data, a, e)
+            if not ws:
+                break
+            a += step
+        b = e
+        while b > a:
+            j = b - 1
+            while j > a and (data[j] & 0xC0) == 0x80:
+                j -= 1
+            ws, step = _is_ws(data, j, b)
+            if not ws or j + step != b:
+                break
+            b = j
+        for kind in range(2):
+            lo = a if kind == 0 else s
+            hi = b if kind == 0 else e
+            need = 2 if kind == 0 else 1
+            ns = 0
+            start = lo
+            p = lo
+            while p < hi:
+                if data[p] == 0x0A:
+                    q = p + 1
+                    while q < hi and data[q] == 0x0A:
+                        q += 1
+                    if q - p >= need:
+                        ss[ns] = start
+                        se[ns] = p
+                        ns += 1
+                        start = q
+                    p = q
+                else:
+                    p += 1
+            ss[ns] = start
+            se[ns] = hi
+            ns += 1
+            dups, dup_chars = _seg_dups(data, ss, se, ns, tab, th)
+            out[di, 1 + 3 * kind] = ns
+            out[di, 2 + 3 * kind] = dups
+            out[di, 3 + 3 * kind] = dup_chars
     return out

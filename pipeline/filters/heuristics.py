@@ -74,6 +74,13 @@ def find_duplicates(items: Iterable[str]) -> tuple[int, int]:
     return dup_elements, dup_chars
 
 
+def _dups(items: list[str]) -> tuple[int, int]:
+    """:func:`find_duplicates` with C loops: repeats are all elements minus the distinct ones,
+    and their characters all characters minus the distinct elements' characters."""
+    distinct = set(items)
+    return len(items) - len(distinct), sum(map(len, items)) - sum(map(len, distinct))
+
+
 # ---------------------------------------------------------------------------------------------
 # configs
 
@@ -267,10 +274,12 @@ def gopher_quality_rules(
     n_alpha: int,
     n_stop: int,
     cfg: GopherQualityConfig,
+    counts: tuple[int, int, int, int] | None = None,
 ) -> Verdict:
     """datatrove's ``GopherQualityFilter.filter`` rules, in its order, given the word counts:
     all words, non-symbol words and their characters, words with a letter, distinct stop
-    words present."""
+    words present; ``counts`` are the text's ``#``, ellipses (``...`` and ``…``), ``•`` and
+    ``-``, and lines (``_wordkernels.char_counts``; None: counted here)."""
     if cfg.min_doc_words and n_nonsym < cfg.min_doc_words:
         return "gopher_short_doc"
     if cfg.max_doc_words and n_nonsym > cfg.max_doc_words:
@@ -283,19 +292,25 @@ def gopher_quality_rules(
             return "gopher_below_avg_threshold"
         if cfg.max_avg_word_length and avg > cfg.max_avg_word_length:
             return "gopher_above_avg_threshold"
-    if cfg.max_symbol_word_ratio and text.count("#") / n_words > cfg.max_symbol_word_ratio:
+    if counts is None:
+        counts = (
+            text.count("#"),
+            text.count("...") + text.count("…"),
+            text.count("•") + text.count("-"),
+            _count_lines(text),
+        )
+    n_hash, n_ellipsis, n_bullet_chars, n_lines = counts
+    if cfg.max_symbol_word_ratio and n_hash / n_words > cfg.max_symbol_word_ratio:
         return "gopher_too_many_hashes"
-    n_ellipsis = text.count("...") + text.count("…")
     if cfg.max_symbol_word_ratio and n_ellipsis / n_words > cfg.max_symbol_word_ratio:
         return "gopher_too_many_ellipsis"
     if cfg.max_bullet_lines_ratio or cfg.max_ellipsis_lines_ratio:
         # A bullet line holds a "•" or "-", an ellipsis line a "..." or "…" (occurrences
         # cannot span lines): when even those counts stay under a ratio, the lines need no
         # look. Else datatrove's exact count.
-        n_lines = _count_lines(text)
         if (
             cfg.max_bullet_lines_ratio
-            and (text.count("•") + text.count("-")) / n_lines > cfg.max_bullet_lines_ratio
+            and n_bullet_chars / n_lines > cfg.max_bullet_lines_ratio
             and sum(1 for s in text.splitlines() if s.lstrip().startswith(("•", "-"))) / n_lines
             > cfg.max_bullet_lines_ratio
         ):
@@ -314,110 +329,119 @@ def gopher_quality_rules(
     return None
 
 
+class _CharTables:
+    """(in datatrove's punctuation set, ``str.isalpha``) for every code point, as the Gopher
+    quality kernel reads them. The BMP is filled once; a code point above it when a batch
+    first holds it (so the 1.1 M ``isalpha`` calls of the whole range are never paid)."""
+
+    def __init__(self) -> None:
+        self.punct = np.zeros(0x110000, dtype=np.uint8)
+        for ch in _constants()["punctuation_set"]:
+            self.punct[ord(ch)] = 1
+        self.alpha = np.zeros(0x110000, dtype=np.uint8)
+        self.alpha[:0x10000] = np.frombuffer(
+            bytes(chr(i).isalpha() for i in range(0x10000)), dtype=np.uint8
+        )
+        self.known = np.zeros(0x110000, dtype=bool)
+        self.known[:0x10000] = True
+
+    def fill(self, data: np.ndarray) -> None:
+        """Fill the entries of the 4-byte UTF-8 sequences in ``data``."""
+        lead = np.flatnonzero(data >= 0xF0)
+        if not len(lead):
+            return
+        lead = lead[lead + 3 < len(data)]
+        cps = (
+            ((data[lead].astype(np.int64) & 0x07) << 18)
+            | ((data[lead + 1].astype(np.int64) & 0x3F) << 12)
+            | ((data[lead + 2].astype(np.int64) & 0x3F) << 6)
+            | (data[lead + 3].astype(np.int64) & 0x3F)
+        )
+        cps = cps[cps < 0x110000]
+        new = np.unique(cps[~self.known[cps]])
+        for cp in new.tolist():
+            self.alpha[cp] = chr(cp).isalpha()
+        self.known[new] = True
+
+
 @lru_cache(maxsize=1)
-def _char_tables() -> tuple[np.ndarray, np.ndarray]:
-    """(in datatrove's punctuation set, ``str.isalpha``) for every BMP code point."""
-    punct = np.zeros(0x10000, dtype=np.uint8)
-    for ch in _constants()["punctuation_set"]:
-        if ord(ch) < 0x10000:
-            punct[ord(ch)] = 1
-    alpha = np.frombuffer(bytes(chr(i).isalpha() for i in range(0x10000)), dtype=np.uint8).copy()
-    return punct, alpha
+def _char_tables() -> _CharTables:
+    return _CharTables()
 
 
 def gopher_quality_batch(col: Any, cfg: GopherQualityConfig) -> list[Verdict]:
-    """:func:`gopher_quality_fast` on every row of an Arrow string column, words split and
-    counted by the numba kernels (:func:`pipeline.filters.words.batch_tokens`)."""
+    """:func:`gopher_quality_fast` on every row of an Arrow string column: words split and
+    counted by the numba kernels (:func:`pipeline.filters.words.batch_tokens`), the text's
+    ``#``/ellipsis/bullet/line counts by ``_wordkernels.char_counts``."""
     from pipeline.filters import _wordkernels as k
     from pipeline.filters.words import batch_tokens
 
-    texts = [t or "" for t in col.to_pylist()]
     stops = _stop_words(cfg)
     if len(stops) > 62:
-        return [gopher_quality_fast(t, cfg) for t in texts]
+        return [gopher_quality_fast(t or "", cfg) for t in col.to_pylist()]
     bt = batch_tokens(col)
-    punct, alpha = _char_tables()
+    tables = _char_tables()
+    tables.fill(bt.data)
     stats = k.quality_stats(
-        bt.data, bt.tok_s, bt.tok_e, bt.doc_tok, punct, alpha, *k.packed(stops)
+        bt.data, bt.tok_s, bt.tok_e, bt.doc_tok, tables.punct, tables.alpha, *k.packed(stops)
     ).tolist()
+    counts = k.char_counts(bt.data, bt.offsets, bt.docs).tolist()
     out: list[Verdict] = []
-    for text, (n_words, n_nonsym, len_nonsym, n_alpha, mask, astral) in zip(
-        texts, stats, strict=True
+    texts: list[str] | None = None
+    for i, ((n_words, n_nonsym, len_nonsym, n_alpha, mask), cnt) in enumerate(
+        zip(stats, counts, strict=True)
     ):
-        if astral:
-            out.append(gopher_quality_fast(text, cfg))
+        if n_words and (
+            (cfg.max_bullet_lines_ratio and cnt[2] / cnt[3] > cfg.max_bullet_lines_ratio)
+            or (cfg.max_ellipsis_lines_ratio and cnt[1] / cnt[3] > cfg.max_ellipsis_lines_ratio)
+        ):
+            if texts is None:  # the line rules look at the lines themselves
+                texts = [t or "" for t in col.to_pylist()]
+            text = texts[i]
         else:
-            out.append(
-                gopher_quality_rules(
-                    text, n_words, n_nonsym, len_nonsym, n_alpha, mask.bit_count(), cfg
-                )
+            text = ""
+        out.append(
+            gopher_quality_rules(
+                text, n_words, n_nonsym, len_nonsym, n_alpha, mask.bit_count(), cfg, tuple(cnt)
             )
+        )
     return out
-
-
-_PARAGRAPH_SPLIT = re.compile(r"\n{2,}")
-_LINE_SPLIT = re.compile("\n+")
-
-
-def _dups(items: list[str]) -> tuple[int, int]:
-    """:func:`find_duplicates` with C loops: repeats are all elements minus the distinct ones,
-    and their characters all characters minus the distinct elements' characters."""
-    distinct = set(items)
-    return len(items) - len(distinct), sum(map(len, items)) - sum(map(len, distinct))
-
-
-def _split_lines(text: str) -> list[str]:
-    """``re.split("\\n+", text)`` with ``str.split``: runs of newlines are one separator."""
-    parts = text.split("\n")
-    if len(parts) <= 2:
-        return parts
-    return [parts[0], *filter(None, parts[1:-1]), parts[-1]]
-
-
-def _repetition_lines(text: str, cfg: GopherRepetitionConfig) -> Verdict | bool:
-    """datatrove's paragraph and line rules: a drop reason, or True when the words decide."""
-    if not text:
-        return "empty"
-    n_chars = len(text)
-    if cfg.dup_para_frac or cfg.dup_para_char_frac:
-        paragraphs = _PARAGRAPH_SPLIT.split(text.strip())
-        dup, dup_chars = _dups(paragraphs)
-        if cfg.dup_para_frac and dup / len(paragraphs) > cfg.dup_para_frac:
-            return "dup_para_frac"
-        if cfg.dup_para_char_frac and dup_chars / n_chars > cfg.dup_para_char_frac:
-            return "dup_para_char_frac"
-    if cfg.dup_line_frac or cfg.dup_line_char_frac:
-        lines = _split_lines(text)
-        dup, dup_chars = _dups(lines)
-        if cfg.dup_line_frac and dup / len(lines) > cfg.dup_line_frac:
-            return "dup_line_frac"
-        if cfg.dup_line_char_frac and dup_chars / n_chars > cfg.dup_line_char_frac:
-            return "dup_line_char_frac"
-    return True
 
 
 def gopher_repetition_batch(col: Any, cfg: GopherRepetitionConfig) -> list[Verdict]:
     """datatrove's ``GopherRepetitionFilter.filter`` on every row of an Arrow string column.
 
-    Lines and paragraphs are compared in Python (sets of ``str``); the n-gram rules run in one
-    numba kernel over the words of the rows that get that far: 64-bit word hashes, the top
+    Two numba kernels over the column's UTF-8 buffer: ``repetition_lines`` counts the repeated
+    paragraphs and lines (compared byte for byte) and their characters; ``repetition`` runs the
+    n-gram rules over the words of the rows that get that far: 64-bit word hashes, the top
     2–4-gram ("words joined by spaces", first seen among ties, as ``Counter.most_common``) and
     datatrove's serial duplicated 5–10-gram walk, whose n-grams are the words joined by
     *nothing* (so "ab c" and "a bc" are the same 2-gram there): hashed as byte strings.
     """
     from pipeline.filters import _wordkernels as k
-    from pipeline.filters.words import batch_tokens
+    from pipeline.filters.words import batch_tokens, utf8_buffers
 
-    texts = [t or "" for t in col.to_pylist()]
+    data, offsets = utf8_buffers(col)
+    lines = k.repetition_lines(data, offsets, np.arange(len(offsets) - 1, dtype=np.int64))
     out: list[Verdict] = []
     need: list[int] = []
-    for i, text in enumerate(texts):
-        r = _repetition_lines(text, cfg)
-        if r is True:
-            need.append(i)
-            out.append(None)
+    for i, (n_chars, n_para, para_dup, para_dup_chars, n_lines, line_dup, line_dup_chars) in (
+        enumerate(lines.tolist())
+    ):
+        if n_chars == 0:
+            reason: Verdict = "empty"
+        elif cfg.dup_para_frac and para_dup / n_para > cfg.dup_para_frac:
+            reason = "dup_para_frac"
+        elif cfg.dup_para_char_frac and para_dup_chars / n_chars > cfg.dup_para_char_frac:
+            reason = "dup_para_char_frac"
+        elif cfg.dup_line_frac and line_dup / n_lines > cfg.dup_line_frac:
+            reason = "dup_line_frac"
+        elif cfg.dup_line_char_frac and line_dup_chars / n_chars > cfg.dup_line_char_frac:
+            reason = "dup_line_char_frac"
         else:
-            out.append(r)  # type: ignore[arg-type]
+            reason = None
+            need.append(i)
+        out.append(reason)
     if not need:
         return out
     bt = batch_tokens(col, need)
@@ -425,7 +449,7 @@ def gopher_repetition_batch(col: Any, cfg: GopherRepetitionConfig) -> list[Verdi
     top_f = np.array([f for _, f in cfg.top_n_grams], dtype=np.float64)
     dup_n = np.array([n for n, _ in cfg.dup_n_grams], dtype=np.int64)
     dup_f = np.array([f for _, f in cfg.dup_n_grams], dtype=np.float64)
-    n_chars = np.array([len(texts[i]) for i in need], dtype=np.int64)
+    n_chars = np.ascontiguousarray(lines[need, 0])
     codes = k.repetition(
         bt.data, bt.tok_s, bt.tok_e, bt.doc_tok, n_chars, top_n, top_f, dup_n, dup_f
     )

@@ -293,10 +293,15 @@ def utf8_buffers(col: Any) -> tuple[Any, Any]:
         col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     if col.null_count:
         col = pc.fill_null(col, "")
-    if col.type != pa.large_string():
-        col = col.cast(pa.large_string())
-    _, offs_buf, data_buf = col.buffers()
-    offsets = np.frombuffer(offs_buf, dtype=np.int64)[col.offset : col.offset + len(col) + 1]
+    if col.type == pa.string():  # 32-bit offsets: widen them, not the text
+        _, offs_buf, data_buf = col.buffers()
+        offs32 = np.frombuffer(offs_buf, dtype=np.int32)[col.offset : col.offset + len(col) + 1]
+        offsets = offs32.astype(np.int64)
+    else:
+        if col.type != pa.large_string():
+            col = col.cast(pa.large_string())
+        _, offs_buf, data_buf = col.buffers()
+        offsets = np.frombuffer(offs_buf, dtype=np.int64)[col.offset : col.offset + len(col) + 1]
     data = (
         np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(1, np.uint8)
     )
@@ -350,15 +355,15 @@ class _Kernels:
         pairs = sorted({p[:2] for p in splitter._merge})
         h = hash_strings(tuple(x for p in pairs for x in p))
         self.merge_pairs = np.unique(_mix(h[0::2] * np.uint64(0x9E3779B97F4A7C15) + h[1::2]))
-        #: bit 1: a special case starts and ends with these bytes; bit 2: a merge pattern's
-        #: first token does (index: first byte * 256 + last byte)
-        self.fl = np.zeros(65536, dtype=np.uint8)
+        #: bit min(n, 31): a special case of n bytes starts and ends with these bytes; bit 0:
+        #: a merge pattern's first token does (index: first byte * 256 + last byte)
+        self.fl = np.zeros(65536, dtype=np.uint32)
         for x in specials:
             b = x.encode()
-            self.fl[b[0] * 256 + b[-1]] |= 1
+            self.fl[b[0] * 256 + b[-1]] |= np.uint32(1 << min(len(b), 31))
         for first, _ in pairs:
             b = first.encode()
-            self.fl[b[0] * 256 + b[-1]] |= 2
+            self.fl[b[0] * 256 + b[-1]] |= np.uint32(1)
         #: the kernel's chunk cache (16 MB; see ``_wordkernels.split_chunks``)
         self.ckeys = np.zeros(k.CACHE_SLOTS, dtype=np.uint64)
         self.cvals = np.zeros(k.CACHE_SLOTS, dtype=np.uint64)

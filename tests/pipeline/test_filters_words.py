@@ -114,3 +114,52 @@ def test_numpy_table_hashes_equal_the_kernel_hash():
     strings = ("", "a", "can't", "naïve", "日本語", "x" * 40, "’s", ":)")
     assert np.array_equal(hash_strings(strings), k.hash_strings(*k.packed(strings)))
     assert len(set(hash_strings(strings).tolist())) == len(strings)
+
+
+def _line_and_char_reference(text: str) -> tuple[list[int], list[int]]:
+    """What datatrove computes with ``re``/``str`` for the repetition and quality kernels."""
+    import re
+
+    from pipeline.filters.heuristics import find_duplicates
+
+    if not text:
+        rep = [0] * 7
+    else:
+        paras = re.split(r"\n{2,}", text.strip())
+        lines = re.split("\n+", text)
+        rep = [len(text), len(paras), *find_duplicates(paras), len(lines), *find_duplicates(lines)]
+    counts = [
+        text.count("#"),
+        text.count("...") + text.count("…"),
+        text.count("•") + text.count("-"),
+        len(text.splitlines()),
+    ]
+    return rep, counts
+
+
+def test_line_and_char_count_kernels_match_python(raw_docs: list[dict]):
+    import numpy as np
+
+    from pipeline.filters import _wordkernels as k
+    from pipeline.filters.words import utf8_buffers
+
+    rnd = random.Random(5)
+    alphabet = "ab \n\n\r.-#•…\x85\u2028\u2029\x0b\x1c\u3000\xa0é🙂"
+    texts = [d["text"] for d in raw_docs[:300]] + [
+        "", " ", "\n\n\n", "a\n\nb\n\na", "a\r\n\r\nb", "\u3000a\n\n a \u3000", "🙂\n\n🙂", "x\x85",
+    ]
+    texts += ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 24))) for _ in range(4000)]
+    for typ in (pa.string(), pa.large_string()):
+        data, offsets = utf8_buffers(pa.array(texts, typ))
+        docs = np.arange(len(texts), dtype=np.int64)
+        rep = k.repetition_lines(data, offsets, docs).tolist()
+        counts = k.char_counts(data, offsets, docs).tolist()
+        bad = [
+            (t[:40], r, c, _line_and_char_reference(t))
+            for t, r, c in zip(texts, rep, counts, strict=True)
+            if (r, c) != _line_and_char_reference(t)
+        ]
+        assert not bad, bad[:3]
+    # a repeated paragraph is a repeat only when byte-identical, not on a hash alone
+    data, offsets = utf8_buffers(pa.array(["ab\n\nab\n\nba\n\nab "], pa.string()))
+    assert k.repetition_lines(data, offsets, np.arange(1)).tolist()[0][1:4] == [4, 2, 4]
