@@ -934,56 +934,105 @@ def _table_size(m):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
-def _top_chars(h1, cum, n, keys, cnt, first):  # type: ignore[no-untyped-def]
+def _top_chars(h1, cum, n, tab):  # type: ignore[no-untyped-def]
     """datatrove ``find_top_duplicate`` on " ".join n-grams: chars of the most frequent n-gram
-    (first seen among ties) times its count."""
+    (first seen among ties) times its count. ``tab[j]`` holds a slot's key and
+    ``count << 32 | first position`` side by side (one cache line per probe)."""
     m = h1.shape[0] - n + 1
     size = _table_size(m)
     mask = size - 1
     for i in range(size):
-        cnt[i] = 0
-    best_c = 0
-    best_first = 0
+        tab[i, 1] = 0
+    best_c = np.uint64(0)
+    best_first = np.uint64(0)
+    one = np.uint64(1) << np.uint64(32)
+    low = one - np.uint64(1)
     for i in range(m):
         h = h1[i]
         for k in range(1, n):
             h = h * _SEQ_MUL + h1[i + k]
         h = _mix(h)
         j = np.int64(h & np.uint64(mask))
-        while cnt[j] != 0 and keys[j] != h:
+        while True:
+            v = tab[j, 1]
+            if v == 0:
+                tab[j, 0] = h
+                v = one | np.uint64(i)
+                tab[j, 1] = v
+                break
+            if tab[j, 0] == h:
+                v += one
+                tab[j, 1] = v
+                break
             j = (j + 1) & mask
-        if cnt[j] == 0:
-            keys[j] = h
-            first[j] = i
-        cnt[j] += 1
-        c = cnt[j]
-        f = first[j]
+        c = v >> np.uint64(32)
+        f = v & low
         if c > best_c or (c == best_c and f < best_first):
             best_c = c
             best_first = f
-    chars = cum[best_first + n] - cum[best_first] + n - 1
-    return chars * best_c
+    bf = np.int64(best_first)
+    chars = cum[bf + n] - cum[bf] + n - 1
+    return chars * np.int64(best_c)
 
 
 @nb.njit(cache=True)
-def _all_dup_chars(ph, qinv, blen_cum, cum, m_words, n, keys, used):  # type: ignore[no-untyped-def]
-    """datatrove ``find_all_duplicate``: its serial walk over "".join n-grams."""
+def _unigram_bound(h1, cum, tab):  # type: ignore[no-untyped-def]
+    """(max over words of count * characters, max word count). The top n-gram g = (w1..wn),
+    count c, has c <= count(w_k) for every k, so its ``c * len(" ".join(g))`` is at most
+    ``n * first + (n - 1) * second``: a bound that lets a top n-gram pass be skipped."""
+    m = h1.shape[0]
+    size = _table_size(m)
+    mask = size - 1
+    for i in range(size):
+        tab[i, 1] = 0
+    best = 0
+    cmax = 0
+    for i in range(m):
+        h = h1[i]
+        j = np.int64(h & np.uint64(mask))
+        while True:
+            v = tab[j, 1]
+            if v == 0:
+                tab[j, 0] = h
+                v = np.uint64(1)
+                tab[j, 1] = v
+                break
+            if tab[j, 0] == h:
+                v += np.uint64(1)
+                tab[j, 1] = v
+                break
+            j = (j + 1) & mask
+        c = np.int64(v)
+        x = c * (cum[i + 1] - cum[i])
+        if x > best:
+            best = x
+        if c > cmax:
+            cmax = c
+    return best, cmax
+
+
+@nb.njit(cache=True)
+def _all_dup_chars(ph, qinv, blen_cum, cum, m_words, n, keys):  # type: ignore[no-untyped-def]
+    """datatrove ``find_all_duplicate``: its serial walk over "".join n-grams (``keys``: an
+    open-addressing set of n-gram hashes, 0 for an empty slot)."""
     m = m_words - n + 1
     if m <= 0:
         return 0
     size = _table_size(m)
     mask = size - 1
     for i in range(size):
-        used[i] = 0
+        keys[i] = 0
     rep = 0
     idx = 0
     while idx < m:
         # hash of the concatenated bytes of words idx..idx+n-1, independent of where they sit
         h = (ph[idx + n] - ph[idx]) * qinv[idx]
         h = _mix(h ^ np.uint64(blen_cum[idx + n] - blen_cum[idx]))
+        if h == 0:
+            h = np.uint64(1)
         j = np.int64(h & np.uint64(mask))
         found = False
-        while used[j]:
+        while keys[j] != 0:
             if keys[j] == h:
                 found = True
                 break
@@ -992,7 +1041,6 @@ def _all_dup_chars(ph, qinv, blen_cum, cum, m_words, n, keys, used):  # type: ig
             rep += cum[idx + n] - cum[idx]
             idx += n
         else:
-            used[j] = 1
             keys[j] = h
             idx += 1
     return rep
@@ -1009,10 +1057,8 @@ def repetition(data, tok_s, tok_e, doc_tok, n_chars, top_n, top_f, dup_n, dup_f)
     for _ in range(6):
         inv *= np.uint64(2) - _POLY * inv
     cap = 16
+    tab = np.empty((cap, 2), dtype=np.uint64)
     keys = np.empty(cap, dtype=np.uint64)
-    cnt = np.empty(cap, dtype=np.int64)
-    first = np.empty(cap, dtype=np.int64)
-    used = np.empty(cap, dtype=np.uint8)
     for d in range(nd):
         t0 = doc_tok[d]
         m = doc_tok[d + 1] - t0
@@ -1049,23 +1095,27 @@ def repetition(data, tok_s, tok_e, doc_tok, n_chars, top_n, top_f, dup_n, dup_f)
         size = _table_size(m)
         if size > cap:
             cap = size
+            tab = np.empty((cap, 2), dtype=np.uint64)
             keys = np.empty(cap, dtype=np.uint64)
-            cnt = np.empty(cap, dtype=np.int64)
-            first = np.empty(cap, dtype=np.int64)
-            used = np.empty(cap, dtype=np.uint8)
         nc = n_chars[d]
         reason = 0
+        u1 = -1
+        cmax = 0
         for k in range(top_n.shape[0]):
             n = top_n[k]
             if m - n + 1 <= 0:
                 continue
-            if _top_chars(h1, cum, n, keys, cnt, first) / nc > top_f[k]:
+            if u1 < 0:
+                u1, cmax = _unigram_bound(h1, cum, tab)
+            if (n * u1 + (n - 1) * cmax) / nc <= top_f[k]:
+                continue  # even the bound does not reach the threshold: the rule cannot fire
+            if _top_chars(h1, cum, n, tab) / nc > top_f[k]:
                 reason = k + 1
                 break
         if reason == 0:
             for k in range(dup_n.shape[0]):
                 n = dup_n[k]
-                if _all_dup_chars(ph, qinv, blen_cum, cum, m, n, keys, used) / nc > dup_f[k]:
+                if _all_dup_chars(ph, qinv, blen_cum, cum, m, n, keys) / nc > dup_f[k]:
                     reason = 100 + k
                     break
         out[d] = reason
