@@ -129,7 +129,7 @@ def _reset_caches() -> None:
     heuristics._chunk_stats.tokens.clear()
     kn = words._kernels()
     kn.fallback.clear()
-    kn.ckeys[:] = 0
+    kn.ctab[:] = 0
     kn.cfill[:] = 0
 
 

@@ -629,29 +629,30 @@ CACHE_SLOTS = 1 << 20
 
 
 @nb.njit(cache=True)
-def _cache_get(ckeys, cvals, key):  # type: ignore[no-untyped-def]
-    mask = np.uint64(ckeys.shape[0] - 1)
+def _cache_get(ctab, key):  # type: ignore[no-untyped-def]
+    """``ctab[j]`` is a slot's (key, value), side by side: a probe reads one cache line."""
+    mask = np.uint64(ctab.shape[0] - 1)
     j = np.int64(key & mask)
-    while ckeys[j] != 0:
-        if ckeys[j] == key:
-            return cvals[j]
+    while ctab[j, 0] != 0:
+        if ctab[j, 0] == key:
+            return ctab[j, 1]
         j = np.int64((np.uint64(j) + np.uint64(1)) & mask)
     return np.uint64(0)
 
 
 @nb.njit(cache=True)
-def _cache_set(ckeys, cvals, cfill, key, v):  # type: ignore[no-untyped-def]
-    if cfill[0] * 2 >= ckeys.shape[0]:
-        ckeys[:] = 0
+def _cache_set(ctab, cfill, key, v):  # type: ignore[no-untyped-def]
+    if cfill[0] * 2 >= ctab.shape[0]:
+        ctab[:, 0] = 0
         cfill[0] = 0
-    mask = np.uint64(ckeys.shape[0] - 1)
+    mask = np.uint64(ctab.shape[0] - 1)
     j = np.int64(key & mask)
-    while ckeys[j] != 0:
-        if ckeys[j] == key:
+    while ctab[j, 0] != 0:
+        if ctab[j, 0] == key:
             return
         j = np.int64((np.uint64(j) + np.uint64(1)) & mask)
-    ckeys[j] = key
-    cvals[j] = v
+    ctab[j, 0] = key
+    ctab[j, 1] = v
     cfill[0] += 1
 
 
@@ -672,10 +673,10 @@ def _emit_packed(v, p, q, tok_s, tok_e, n):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
-def cache_put(ckeys, cvals, cfill, keys, vals):  # type: ignore[no-untyped-def]
+def cache_put(ctab, cfill, keys, vals):  # type: ignore[no-untyped-def]
     """Store Python's splits of fallback chunks (``vals`` packed as in :func:`_emit_packed`)."""
     for i in range(keys.shape[0]):
-        _cache_set(ckeys, cvals, cfill, keys[i], vals[i])
+        _cache_set(ctab, cfill, keys[i], vals[i])
 
 
 @nb.njit(cache=True)
@@ -725,12 +726,12 @@ def chunk_bounds(data, offsets, docs):  # type: ignore[no-untyped-def]
 
 @nb.njit(cache=True)
 def split_chunks(
-    data, cs, ce, doc_c, ct, special, fl, merge_pairs, ub, uo, cb, co, ckeys, cvals, cfill
+    data, cs, ce, doc_c, ct, special, fl, merge_pairs, ub, uo, cb, co, ctab, cfill
 ):  # type: ignore[no-untyped-def]
     """Tokens of the chunks ``cs``/``ce``: (tok_s, tok_e, fallback flag per token, per-doc token
     offsets). A fallback token spans a whole chunk that Python must split.
 
-    ``ckeys``/``cvals``/``cfill`` are a chunk cache kept across calls (see :func:`cache_put`):
+    ``ctab``/``cfill`` are a chunk cache kept across calls (see :func:`cache_put`):
     a chunk seen before, by the kernel or by Python, costs a hash and a probe."""
     total = 16
     for i in range(cs.shape[0]):
@@ -763,7 +764,7 @@ def split_chunks(
         key = np.uint64(0)
         if q - p <= 255:
             key = hash_bytes(data, p, q) | np.uint64(1)
-            v = _cache_get(ckeys, cvals, key)
+            v = _cache_get(ctab, key)
             if v != 0:
                 n = _emit_packed(v, p, q, tok_s, tok_e, n)
                 continue
@@ -777,7 +778,7 @@ def split_chunks(
             v = np.uint64(m - n)
             for t in range(n, m - 1):
                 v |= np.uint64(tok_e[t] - tok_s[t]) << np.uint64(8 * (t - n + 1))
-            _cache_set(ckeys, cvals, cfill, key, v)
+            _cache_set(ctab, cfill, key, v)
         if m < 0:
             tok_s[n] = p
             tok_e[n] = q
@@ -1194,9 +1195,40 @@ def char_counts(data, offsets, docs):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
+def _hash8(data, a, b):  # type: ignore[no-untyped-def]
+    """A 64-bit hash of data[a:b] taking 8 bytes per multiply (for table slots only: equal
+    hashes are then compared byte for byte)."""
+    h = np.uint64(b - a) * _FNV_PRIME
+    p = a
+    while p + 8 <= b:
+        w = (
+            np.uint64(data[p])
+            | (np.uint64(data[p + 1]) << np.uint64(8))
+            | (np.uint64(data[p + 2]) << np.uint64(16))
+            | (np.uint64(data[p + 3]) << np.uint64(24))
+            | (np.uint64(data[p + 4]) << np.uint64(32))
+            | (np.uint64(data[p + 5]) << np.uint64(40))
+            | (np.uint64(data[p + 6]) << np.uint64(48))
+            | (np.uint64(data[p + 7]) << np.uint64(56))
+        )
+        h = (h ^ w) * np.uint64(0x9E3779B97F4A7C15)
+        h ^= h >> np.uint64(29)
+        p += 8
+    w = np.uint64(0)
+    sh = np.uint64(0)
+    while p < b:
+        w |= np.uint64(data[p]) << sh
+        sh += np.uint64(8)
+        p += 1
+    return _mix(h ^ w)
+
+
+@nb.njit(cache=True)
 def _seg_dups(data, ss, se, ns, tab, th):  # type: ignore[no-untyped-def]
     """datatrove ``find_duplicates`` on the byte segments ss[i]:se[i], i < ns: (repeats, their
     characters). Segments are compared byte for byte (a hash only picks the slot)."""
+    if ns < 2:
+        return 0, 0
     size = 16
     while size < 2 * ns:
         size *= 2
@@ -1208,7 +1240,7 @@ def _seg_dups(data, ss, se, ns, tab, th):  # type: ignore[no-untyped-def]
     for i in range(ns):
         a = ss[i]
         b = se[i]
-        h = hash_bytes(data, a, b)
+        h = _hash8(data, a, b)
         j = np.int64(h & np.uint64(mask))
         found = False
         while tab[j] >= 0:

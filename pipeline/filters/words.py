@@ -365,8 +365,7 @@ class _Kernels:
             b = first.encode()
             self.fl[b[0] * 256 + b[-1]] |= np.uint32(1)
         #: the kernel's chunk cache (16 MB; see ``_wordkernels.split_chunks``)
-        self.ckeys = np.zeros(k.CACHE_SLOTS, dtype=np.uint64)
-        self.cvals = np.zeros(k.CACHE_SLOTS, dtype=np.uint64)
+        self.ctab = np.zeros((k.CACHE_SLOTS, 2), dtype=np.uint64)
         self.cfill = np.zeros(1, dtype=np.int64)
         self.units = k.packed(k.UNITS)
         self.currencies = k.packed(k.CURRENCIES)
@@ -406,8 +405,7 @@ def batch_tokens(col: Any, docs: Any = None) -> BatchTokens:
         kn.merge_pairs,
         *kn.units,
         *kn.currencies,
-        kn.ckeys,
-        kn.cvals,
+        kn.ctab,
         kn.cfill,
     )
     fb = np.flatnonzero(flag)
@@ -443,8 +441,7 @@ def batch_tokens(col: Any, docs: Any = None) -> BatchTokens:
         u_off[j + 1] = len(lens)
     if put_keys:
         k.cache_put(
-            kn.ckeys,
-            kn.cvals,
+            kn.ctab,
             kn.cfill,
             np.array(put_keys, dtype=np.uint64),
             np.array(put_vals, dtype=np.uint64),
