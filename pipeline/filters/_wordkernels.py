@@ -1076,19 +1076,18 @@ def repetition(data, tok_s, tok_e, doc_tok, n_chars, top_n, top_f, dup_n, dup_f)
         for i in range(m):
             a = tok_s[t0 + i]
             b = tok_e[t0 + i]
-            h = _FNV_OFF
             nch = 0
             qinv[i] = qi
+            acc0 = acc
             for p in range(a, b):
                 c = data[p]
-                h ^= np.uint64(c)
-                h *= _FNV_PRIME
                 acc += np.uint64(c + 1) * q
                 q *= _POLY
                 qi *= inv
                 if (c & 0xC0) != 0x80:
                     nch += 1
-            h1[i] = _mix(h)
+            # the word's own hash: the duplicated-n-gram hash below with n = 1
+            h1[i] = _mix(((acc - acc0) * qinv[i]) ^ np.uint64(b - a))
             cum[i + 1] = cum[i] + nch
             blen_cum[i + 1] = blen_cum[i] + (b - a)
             ph[i + 1] = acc
