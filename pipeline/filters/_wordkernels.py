@@ -1021,17 +1021,21 @@ def _all_dup_chars(ph, qinv, blen_cum, cum, m_words, n, keys):  # type: ignore[n
         return 0
     size = _table_size(m)
     mask = size - 1
+    shift = np.uint64(64)
+    while (np.int64(1) << np.int64(64 - shift)) < size:
+        shift -= np.uint64(1)
     for i in range(size):
         keys[i] = 0
     rep = 0
     idx = 0
     while idx < m:
         # hash of the concatenated bytes of words idx..idx+n-1, independent of where they sit
-        h = (ph[idx + n] - ph[idx]) * qinv[idx]
-        h = _mix(h ^ np.uint64(blen_cum[idx + n] - blen_cum[idx]))
+        # (the slot: the top bits of one multiply; a finaliser would not change which n-grams
+        # share a hash, it is a bijection)
+        h = ((ph[idx + n] - ph[idx]) * qinv[idx]) ^ np.uint64(blen_cum[idx + n] - blen_cum[idx])
         if h == 0:
             h = np.uint64(1)
-        j = np.int64(h & np.uint64(mask))
+        j = np.int64((h * _SEQ_MUL) >> shift)
         found = False
         while keys[j] != 0:
             if keys[j] == h:
@@ -1185,7 +1189,9 @@ def char_counts(data, offsets, docs):  # type: ignore[no-untyped-def]
         elif e - j == 2:
             last_break = c == 0xC2 and data[j + 1] == 0x85
         elif e - j == 3:
-            last_break = c == 0xE2 and data[j + 1] == 0x80 and (data[j + 2] == 0xA8 or data[j + 2] == 0xA9)
+            last_break = (
+                c == 0xE2 and data[j + 1] == 0x80 and (data[j + 2] == 0xA8 or data[j + 2] == 0xA9)
+            )
         out[di, 0] = n_hash
         out[di, 1] = n_ell
         out[di, 2] = n_bul

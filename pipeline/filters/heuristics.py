@@ -425,9 +425,15 @@ def gopher_repetition_batch(col: Any, cfg: GopherRepetitionConfig) -> list[Verdi
     lines = k.repetition_lines(data, offsets, np.arange(len(offsets) - 1, dtype=np.int64))
     out: list[Verdict] = []
     need: list[int] = []
-    for i, (n_chars, n_para, para_dup, para_dup_chars, n_lines, line_dup, line_dup_chars) in (
-        enumerate(lines.tolist())
-    ):
+    for i, (
+        n_chars,
+        n_para,
+        para_dup,
+        para_dup_chars,
+        n_lines,
+        line_dup,
+        line_dup_chars,
+    ) in enumerate(lines.tolist()):
         if n_chars == 0:
             reason: Verdict = "empty"
         elif cfg.dup_para_frac and para_dup / n_para > cfg.dup_para_frac:

@@ -337,11 +337,32 @@ def hash_strings(strings: tuple[str, ...]) -> Any:
     return _mix(h)
 
 
+def keep_freed_memory(limit: int = 1 << 28) -> bool:
+    """Ask glibc's malloc to serve blocks up to ``limit`` bytes from its heap and to keep up to
+    twice that freed there, so that the word kernels' per-batch arrays (tens of MB: above
+    glibc's 32 MB ceiling for reusing freed blocks) reuse pages already mapped instead of
+    faulting in fresh zeroed ones for every batch (on 40 MB of documents: ~35 k fewer page
+    faults per command, ~0.05-0.1 CPU-s). Process-wide: the process then keeps its peak heap
+    (a batch's arrays are bounded by the batch). A no-op (False) where libc is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, limit)) and bool(mallopt(m_trim_threshold, 2 * limit))
+
+
 class _Kernels:
     """Tables for the numba splitter, built once per process from the vendored rules."""
 
     def __init__(self, splitter: EnglishWordSplitter):
         import numpy as np
+
+        keep_freed_memory()
 
         from pipeline.filters import _wordkernels as k
 

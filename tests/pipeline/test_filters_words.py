@@ -146,7 +146,14 @@ def test_line_and_char_count_kernels_match_python(raw_docs: list[dict]):
     rnd = random.Random(5)
     alphabet = "ab \n\n\r.-#•…\x85\u2028\u2029\x0b\x1c\u3000\xa0é🙂"
     texts = [d["text"] for d in raw_docs[:300]] + [
-        "", " ", "\n\n\n", "a\n\nb\n\na", "a\r\n\r\nb", "\u3000a\n\n a \u3000", "🙂\n\n🙂", "x\x85",
+        "",
+        " ",
+        "\n\n\n",
+        "a\n\nb\n\na",
+        "a\r\n\r\nb",
+        "\u3000a\n\n a \u3000",
+        "🙂\n\n🙂",
+        "x\x85",
     ]
     texts += ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 24))) for _ in range(4000)]
     for typ in (pa.string(), pa.large_string()):
