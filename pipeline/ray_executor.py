@@ -30,7 +30,10 @@ from pipeline.spec import PipelineSpec, SpecError
 
 class _RayShardActor:
     def __init__(self, spec_data: dict[str, Any], root: str):
+        import ray
+
         self.worker = ShardWorker(spec_data, root)
+        self.actor_id = ray.get_runtime_context().get_actor_id() or ""
 
     def __del__(self) -> None:
         # Ray Data drops the UDF when it shuts an actor down gracefully: stages' teardown()
@@ -43,7 +46,52 @@ class _RayShardActor:
         for seg, shard, path, last in zip(batch["seg"], batch["shard"], batch["path"], batch["last"], strict=True):
             marker = self.worker.run(int(seg), int(shard), str(path), bool(last))
             out.append(json.dumps(marker))
-        return {"marker": out}
+        return {"marker": out, "actor": [self.actor_id] * len(out)}
+
+
+def _wait_for_pid(pid: int, timeout_s: float) -> bool:
+    """On an actor's node: wait until its worker process has exited (False if still there)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while os.path.exists(f"/proc/{pid}"):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _wait_for_actor_exit(actor_ids: set[str], timeout_s: float = 30.0) -> None:
+    """Wait until a finished segment's actor processes have exited. Ray Data only drops its
+    references when the dataset is done; each actor then shuts down gracefully on its own time,
+    and its ``__del__`` runs the stages' ``teardown()``. Ray's actor table says DEAD as soon as
+    the references are gone, while the process is still tearing down, so the wait is on the
+    process itself: one 0-CPU task on each actor's node. Without it the next segment (or a
+    ``ray.shutdown()`` right after the run) could cut a teardown off. Bounded: a process still
+    there after ``timeout_s`` is left to Ray."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    try:
+        from ray._private.state import actors as actor_info  # the GCS actor table; no dashboard needed
+    except ImportError:  # pragma: no cover - another Ray layout: nothing to wait with
+        return
+    waits = []
+    wait_pid = ray.remote(num_cpus=0, max_retries=0)(_wait_for_pid)
+    for a in sorted(x for x in actor_ids if x):
+        try:
+            info = actor_info(actor_id=a) or {}
+            pid, node = int(info.get("Pid") or 0), (info.get("Address") or {}).get("NodeID")
+        except Exception:  # noqa: BLE001 - advisory: never fail a finished segment over it
+            continue
+        if pid and node:
+            where = NodeAffinitySchedulingStrategy(node, soft=False)
+            waits.append(wait_pid.options(scheduling_strategy=where).remote(pid, timeout_s))
+    if waits:
+        try:
+            ray.get(waits, timeout=timeout_s + 10)
+        except Exception:  # noqa: BLE001 - a node gone meanwhile: its actors are gone too
+            pass
 
 
 def _run_reduce_task(task: ReduceTask) -> tuple[Any, str]:
@@ -141,8 +189,11 @@ class RayExecutor(BaseExecutor):
             num_gpus=want_gpus or None,
             memory=int(want_mem) or None,  # Ray schedules actors only where this memory is free
         )
+        actors: set[str] = set()
         for row in out.iter_rows():
+            actors.add(row["actor"])
             yield json.loads(row["marker"])
+        _wait_for_actor_exit(actors)
 
     def _reduce_partitions(self, spec: PipelineSpec) -> int:
         if self.partitions:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 
 def install() -> None:
@@ -33,6 +34,8 @@ def install() -> None:
             _f(self)
 
         def probed_teardown(self, _f=teardown):  # type: ignore[no-untyped-def]
+            # a slow teardown (a model flushing its cache, say): noted only once it has finished
+            time.sleep(float(os.environ.get("ASSAY_TEARDOWN_SLOW_S", "0")))
             note("teardown", self.name)
             _f(self)
 

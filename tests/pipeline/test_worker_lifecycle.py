@@ -92,7 +92,10 @@ def test_ray_actors_tear_down_their_stages_and_reserve_the_declared_memory(input
     ref = run_spec(PipelineSpec.from_dict(_spec_data(inputs, tmp_path / "ref")), progress=False)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"worker_process_setup_hook": "tests.pipeline._teardown_probe.install",
-                          "env_vars": {"ASSAY_TEARDOWN_LOG": str(log), "PYTHONPATH": str(REPO)}})
+                          "env_vars": {"ASSAY_TEARDOWN_LOG": str(log), "PYTHONPATH": str(REPO),
+                                       # teardowns that take a while still finish before the run returns
+                                       # (and before the ray.shutdown() below could cut them off)
+                                       "ASSAY_TEARDOWN_SLOW_S": "1.5"}})
     try:
         m = RayExecutor(progress=False).run(PipelineSpec.from_dict(_spec_data(inputs, tmp_path / "snap")))
         assert m == ref
