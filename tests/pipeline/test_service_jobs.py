@@ -19,12 +19,15 @@ from fastapi.testclient import TestClient  # noqa: E402
 from pipeline.service import create_app  # noqa: E402
 
 STAGES = [{"kind": "filter.gopher_quality", "min_doc_words": 20}, {"kind": "dedup.exact"}]
+FILES = 120
 
 
 @pytest.fixture()
 def many(tmp_path: Path, raw_docs) -> Path:
-    """24 input files: a job long enough (a few seconds) to be caught mid-run."""
-    return write_inputs(tmp_path / "crawl", raw_docs, files=24, per_file=15)
+    """120 input files: a job long enough (a few seconds of shard work) to be caught mid-run.
+    (24 files of 15 docs once were; with faster filters their first segment took ~0.2 s and a
+    cancel could land after it.)"""
+    return write_inputs(tmp_path / "crawl", raw_docs, files=FILES, per_file=30)
 
 
 def _spec(name: str = "long") -> dict:
@@ -77,7 +80,7 @@ def test_cancel_stops_fast_and_resubmission_resumes(tmp_path: Path, many: Path, 
         work = [p for p in (root / "work").iterdir() if not p.name.startswith("_")]
         assert len(work) == 1
         kept = list((work[0] / "_work" / "markers" / "seg0").glob("part-*.json"))
-        assert 2 <= len(kept) < 24  # partial output kept
+        assert 2 <= len(kept) < FILES  # partial output kept
         jid2 = c.post("/v1/jobs", json=_spec(), headers=h).json()["id"]
         job2 = wait_job(c.get, jid2, h)
         assert job2["status"] == "succeeded", job2
