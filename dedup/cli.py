@@ -10,8 +10,12 @@ import click
 
 def _run(kind: str, config: dict[str, Any], inputs: tuple[str, ...], output: str) -> None:
     from pipeline.run import run_single
+    from pipeline.spec import SpecError
 
-    manifest = run_single(kind, config, list(inputs), output, progress=True)
+    try:
+        manifest = run_single(kind, config, list(inputs), output, progress=True)
+    except SpecError as e:  # a bad option value (e.g. --against naming no index): one line
+        raise click.ClickException(str(e)) from None
     stats = manifest.get("stats", {})
     click.echo(
         json.dumps(

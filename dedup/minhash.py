@@ -125,20 +125,26 @@ class MinhashDedupConfig(StageConfig):
 
 def _find_index(snapshot: str) -> Loc:
     """The MinHash index folder inside a snapshot (``state/<name>/index.json``): a local folder
-    or a URL (``s3://…``, ``gs://…``), read through :mod:`pipeline.storage`."""
-    root = storage.as_loc(snapshot)
-    if storage.is_file(root / "index.json"):
-        return root
-    # a /2 index has parts under index/, a /1 index an index.parquet (IndexMeta.read names the fix)
-    found = sorted(m.parent for m in storage.glob(f"{root}/state/*/index.json")
-                   if storage.is_dir(m.parent / "index") or storage.is_file(m.parent / "index.parquet"))
+    or a URL (``s3://…``, ``gs://…``), read through :mod:`pipeline.storage`. A value that names
+    no usable index (missing, unreadable, an unknown scheme) is a one-line ``SpecError``."""
+    from pipeline.spec import SpecError
+
+    try:
+        root = storage.as_loc(snapshot)
+        if storage.is_file(root / "index.json"):
+            return root
+        # a /2 index has parts under index/, a /1 index an index.parquet (IndexMeta.read names the fix)
+        found = sorted(m.parent for m in storage.glob(f"{root}/state/*/index.json")
+                       if storage.is_dir(m.parent / "index") or storage.is_file(m.parent / "index.parquet"))
+    except (OSError, ValueError) as e:  # a bad URL, an unreachable store, a path the store refuses
+        raise SpecError(f"against: {snapshot!r} cannot be read: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     if not found:
-        raise FileNotFoundError(
+        raise SpecError(
             f"against: {snapshot!r} holds no MinHash index (expected state/<stage>/index.json); "
             "it must be a snapshot written by a job that ran dedup.minhash"
         )
     if len(found) > 1:
-        raise ValueError(
+        raise SpecError(
             f"against: {snapshot!r} holds several MinHash indexes {[str(p) for p in found]}; "
             "name the one you mean (its state/<stage> folder)"
         )

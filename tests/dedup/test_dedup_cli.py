@@ -69,3 +69,14 @@ def test_minhash_then_against_then_soft(copyright_rows: list[dict], tmp_path: Pa
     m3 = json.loads((tmp_path / "soft" / "manifest.json").read_text())
     w = pq.read_table(tmp_path / "soft" / m3["shards"][0]["path"]).column("weight").to_numpy()
     assert abs(w.mean() - 1.0) < 0.05
+
+
+@pytest.mark.parametrize("against", ["nosuch://bucket/snap", "s3://", "ftp://", "missing-snapshot"])
+def test_against_naming_no_usable_index_fails_in_one_line(against: str, tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "a", "text": "A short real sentence about deduplication of web pages."}) + "\n")
+    bad = against if "://" in against else str(tmp_path / against)
+    r = CliRunner().invoke(dedup, ["minhash", str(src), str(tmp_path / "out"), "--against", bad])
+    assert r.exit_code == 1, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("Error:")]
+    assert len(lines) == 1 and "against:" in lines[0] and "Traceback" not in r.output, r.output
