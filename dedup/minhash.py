@@ -189,10 +189,11 @@ class MinhashDedupStage(BarrierStage):
         return self.outputs
 
     def setup(self) -> None:
-        from dedup import lsh, signature
+        from dedup import signature
 
-        signature.warm_up()
-        lsh.warm_up()
+        # only the kernel map() calls: every cached kernel loaded costs its load in each
+        # process (the reduce's kernels, dedup.cc_kernels, load where the reduce tasks run)
+        signature.warm_up("signatures_and_sets")
 
     # -- map ----------------------------------------------------------------------------------
 

@@ -174,40 +174,50 @@ def _numba_cache_dir() -> str:
 
 _KERNELS: dict[str, object] = {}
 JIT_SECONDS: dict[str, float] = {}
+_WARM: set[str] = set()
+#: what ``warm_up()`` with no names loads (``shingle_hashes`` loads on its first call)
+ALL_KERNELS = ("signatures", "signatures_and_sets", "jaccard_pairs", "word_ids")
 
 
 def _kernels() -> dict[str, object]:
-    """Compile (or load from the on-disk cache) the numba kernels once per process."""
+    """The numba kernels (importing :mod:`dedup.kernels`, i.e. numba, once per process); each
+    compiles or loads from the on-disk cache on its first call (see :func:`warm_up`)."""
     if _KERNELS:
         return _KERNELS
-    t0 = time.perf_counter()
     from dedup import kernels as kn
 
-    _KERNELS.update(
-        shingle_hashes=kn.shingle_hashes,
-        word_ids=kn.word_ids,
-        signatures=kn.signatures,
-        signatures_and_sets=kn.signatures_and_sets,
-        jaccard_pairs=kn.jaccard_pairs,
-    )
-    # Compile (or load from cache) now, on tiny inputs, so JIT time is measured apart.
-    # Same array kinds as real calls (Arrow buffers are read-only), or numba compiles again.
-    a, b = _coefficients(4, 1)
-    data, offs = _string_buffers(pa.array(["warm up the kernel once"], pa.large_string()))
-    sig = np.empty((1, 4), dtype=np.uint32)
-    kn.signatures(data, offs, _BYTE_CLASS, a, b, 5, sig)
-    so = np.empty(2, dtype=np.int64)
-    flat = kn.signatures_and_sets(data, offs, _BYTE_CLASS, a, b, 5, sig, so)
-    kn.jaccard_pairs(flat, so, np.zeros(1, np.int64), np.zeros(1, np.int64), np.empty(1))
-    kn.word_ids(data, offs, _BYTE_CLASS, np.empty(2, dtype=np.int64))
-    JIT_SECONDS["minhash"] = time.perf_counter() - t0
+    _KERNELS.update({name: getattr(kn, name) for name in (*ALL_KERNELS, "shingle_hashes")})
     return _KERNELS
 
 
-def warm_up() -> float:
-    """Compile or load the kernels; returns the seconds it took (first call in a process)."""
-    _kernels()
-    return JIT_SECONDS["minhash"]
+def warm_up(*names: str) -> float:
+    """Compile or load the named kernels now (default: all), on tiny inputs, so JIT time is
+    measured apart; returns the seconds this call took (``JIT_SECONDS["minhash"]`` adds up every
+    call). A stage warms only what it calls: each cached kernel costs a load in every process.
+    Same array kinds as real calls (Arrow buffers are read-only), or numba compiles again."""
+    t0 = time.perf_counter()
+    k = _kernels()
+    a, b = _coefficients(4, 1)
+    raw = np.frombuffer(b"warm up the kernel once", dtype=np.uint8)  # read-only, like Arrow's
+    offs = np.frombuffer(np.array([0, raw.size], dtype=np.int64).tobytes(), dtype=np.int64)
+    sig = np.empty((1, 4), dtype=np.uint32)
+    so = np.empty(2, dtype=np.int64)
+    calls = {
+        "signatures": lambda: k["signatures"](raw, offs, _BYTE_CLASS, a, b, 5, sig),
+        "signatures_and_sets": lambda: k["signatures_and_sets"](raw, offs, _BYTE_CLASS, a, b, 5, sig, so),
+        "jaccard_pairs": lambda: k["jaccard_pairs"](  # a kernel's (writable) output, like callers'
+            np.array([1, 2], np.uint32), np.array([0, 2], np.int64), np.zeros(1, np.int64),
+            np.zeros(1, np.int64), np.empty(1)),
+        "word_ids": lambda: k["word_ids"](raw, offs, _BYTE_CLASS, np.empty(2, dtype=np.int64)),
+        "shingle_hashes": lambda: k["shingle_hashes"](raw, offs, _BYTE_CLASS, 5, np.empty(2, dtype=np.int64)),
+    }
+    for name in names or ALL_KERNELS:
+        if name not in _WARM:
+            calls[name]()  # KeyError: not a kernel of this module
+            _WARM.add(name)
+    dt = time.perf_counter() - t0
+    JIT_SECONDS["minhash"] = JIT_SECONDS.get("minhash", 0.0) + dt
+    return dt
 
 
 def _string_buffers(texts: pa.Array | pa.ChunkedArray | list[str]) -> tuple[np.ndarray, np.ndarray]:
