@@ -198,7 +198,7 @@ class ShardWorker:
                 self._token_counter = TokenCounter(self.spec.output.tokenizer)
             counter = self._token_counter
         writer = ParquetShardWriter(out_path, self.spec.output.compression, self.spec.output.rows_per_row_group,
-                                    token_counter=counter)
+                                    token_counter=counter, count_words=last)  # words: final shards only
         keep_dropped = self.spec.output.write_dropped
         stages = seg.all_stages()
         ctxs = {st.name: StageContext(st.name, str(path), shard_idx, keep_dropped) for st in stages}

@@ -90,7 +90,7 @@ class ParquetShardWriter:
     """
 
     def __init__(self, path: Loc | str, compression: str = "zstd", row_group_rows: int = 10_000,
-                 token_counter: Any = None):
+                 token_counter: Any = None, count_words: bool = True):
         self.path = storage.as_loc(path)
         self.remote = storage.is_url(self.path)
         self.compression = None if compression == "none" else compression
@@ -101,7 +101,9 @@ class ParquetShardWriter:
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self.rows = 0
-        self.words = 0
+        #: whitespace words written (the manifest's ``words``); None when not counted (an
+        #: intermediate shard, which no manifest names)
+        self.words: int | None = 0 if count_words else None
         #: tokens from ``token_counter`` (a :class:`pipeline.tokens.TokenCounter`); None without
         self.tokens: int | None = 0 if token_counter is not None else None
         self._counter = token_counter
@@ -152,7 +154,8 @@ class ParquetShardWriter:
                 fields = list(current) + [pa.field(c, _widen(table.schema.field(c).type)) for c in extra]
                 self._open_part(pa.schema(fields))
         table = conform(table, self._parts[-1][1])
-        self.words += word_tokens(table)
+        if self.words is not None:
+            self.words += word_tokens(table)
         if self._counter is not None:
             self.tokens = (self.tokens or 0) + self._counter.count(table)
         assert self._writer is not None
