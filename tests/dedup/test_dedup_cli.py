@@ -80,3 +80,38 @@ def test_against_naming_no_usable_index_fails_in_one_line(against: str, tmp_path
     assert r.exit_code == 1, r.output
     lines = [ln for ln in r.output.splitlines() if ln.startswith("Error:")]
     assert len(lines) == 1 and "against:" in lines[0] and "Traceback" not in r.output, r.output
+
+
+_AS_ASSAY = (  # `python -m pipeline.cli ...` as the process's main module, reporting pandas at exit
+    "import atexit, runpy, sys; "
+    "atexit.register(lambda: print('pandas imported:', 'pandas' in sys.modules)); "
+    "sys.argv = ['assay', *sys.argv[1:]]; "
+    "runpy.run_module('pipeline.cli', run_name='__main__', alter_sys=True)"
+)
+
+
+def test_assay_process_runs_without_pandas_and_writes_the_same_bytes(copyright_rows: list[dict],
+                                                                     tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    pytest.importorskip("pandas")  # where it is installed pyarrow would import it
+    _registry_or_skip()
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in copyright_rows[:200]))
+    repo = Path(__file__).resolve().parents[2]
+    p = subprocess.run([sys.executable, "-c", _AS_ASSAY, "dedup", "minhash", str(src), str(tmp_path / "a")],
+                       cwd=repo, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "pandas imported: False" in p.stdout, p.stdout
+    import pandas  # noqa: F401  # in this process pandas is imported: the bytes must not care
+
+    r = CliRunner().invoke(dedup, ["minhash", str(src), str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+
+    shards = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a" / "shards").glob("*.parquet"))
+    assert shards
+    for s in shards:
+        assert (tmp_path / "a" / s).read_bytes() == (tmp_path / "b" / s).read_bytes()
+    ma, mb = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in "ab")
+    assert ma["totals"] == mb["totals"] and ma["snapshot_id"] == mb["snapshot_id"]
