@@ -30,7 +30,10 @@ from dedup.signature import FNV_PRIME, MinhashParams
 if TYPE_CHECKING:
     from pipeline.storage import RemotePath
 
-INDEX_FORMAT = "assay.minhash-index/2"
+INDEX_FORMAT = "assay.minhash-index/3"
+#: formats this code reads: /2 kept each shingle set as a Parquet list<uint32> (the same parts,
+#: read the same way; /3 stores the set's bytes, see ``dedup.minhash.SHINGLES``)
+READABLE_FORMATS = ("assay.minhash-index/2", INDEX_FORMAT)
 
 
 def candidate_probability(j: float | np.ndarray, bands: int, rows: int) -> float | np.ndarray:
@@ -124,7 +127,7 @@ class IndexMeta:
                 f"{state_dir} holds an old assay.minhash-index/1 index (one index.parquet); convert it "
                 f"with `assay dedup migrate-index {state_dir}` (or re-run that snapshot's job)"
             )
-        if d.get("format") != INDEX_FORMAT:
+        if d.get("format") not in READABLE_FORMATS:
             raise ValueError(
                 f"{state_dir}/index.json is a {d.get('format')!r} index, not {INDEX_FORMAT} "
                 "(per-shard parts under index/); rebuild it by re-running that snapshot's job"

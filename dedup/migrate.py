@@ -1,11 +1,13 @@
-"""Convert a MinHash index of the old ``assay.minhash-index/1`` layout to the current ``/2``.
+"""Convert a MinHash index of the old ``assay.minhash-index/1`` layout to the current ``/3``.
 
 ``/1`` (written before the partitioned reduce) kept, in ``state/<stage>/``: ``index.json``,
 ``index.parquet`` (``doc_id`` + one uint64 column per band), ``shingles.u32`` (every document's
 shingle hashes, concatenated) and ``shingle_offsets.npy`` (``n_docs + 1`` offsets into it).
-``/2`` keeps per-shard parts ``index/part-<i>.parquet`` holding the map artifact's columns
-(``doc_id``, ``score``, all band keys as one fixed-size binary, ``shingles``, ``n_shingles``):
-the reduce reads earlier snapshots' parts exactly as it reads this run's artifacts.
+``/2`` and ``/3`` keep per-shard parts ``index/part-<i>.parquet`` holding the map artifact's
+columns (``doc_id``, ``score``, all band keys as one fixed-size binary, ``shingles``,
+``n_shingles``): the reduce reads earlier snapshots' parts exactly as it reads this run's
+artifacts. ``/3`` stores each shingle set as the bytes of its uint32 array, ``/2`` as a
+list<uint32>; both are read as they are (no migration).
 
 The conversion streams ``index.parquet`` row group by row group (the shingle store is memory
 mapped), so it holds one row group at a time. ``/1`` did not keep scores: they become null,
@@ -27,9 +29,9 @@ V1_FORMAT = "assay.minhash-index/1"
 
 
 def migrate_index(state_dir: str | Path) -> int:
-    """Rewrite the ``/1`` index in ``state_dir`` as ``/2``; returns the documents converted."""
-    from dedup.lsh import INDEX_FORMAT, band_column
-    from dedup.minhash import BANDS, N_SHINGLES, SCORE, SHINGLES
+    """Rewrite the ``/1`` index in ``state_dir`` in the current layout; returns the documents converted."""
+    from dedup.lsh import INDEX_FORMAT, READABLE_FORMATS, band_column
+    from dedup.minhash import BANDS, N_SHINGLES, SCORE, SHINGLES, shingle_sets_array
     from pipeline import schema
     from pipeline.writers import atomic_write_json
 
@@ -37,7 +39,7 @@ def migrate_index(state_dir: str | Path) -> int:
     meta_path = state / "index.json"
     info = json.loads(meta_path.read_text())
     fmt = info.get("format")
-    if fmt == INDEX_FORMAT:
+    if fmt in READABLE_FORMATS:
         return 0
     if fmt != V1_FORMAT:
         raise ValueError(f"{meta_path}: format {fmt!r} is neither {V1_FORMAT} nor {INDEX_FORMAT}; cannot migrate")
@@ -68,7 +70,7 @@ def migrate_index(state_dir: str | Path) -> int:
                 SCORE: pa.nulls(n, pa.float64()),
                 BANDS: pa.FixedSizeBinaryArray.from_buffers(
                     pa.binary(8 * bands), n, [None, pa.py_buffer(np.ascontiguousarray(keys).tobytes())]),
-                SHINGLES: pa.LargeListArray.from_arrays(pa.array(lo - lo[0], pa.int64()), pa.array(flat, pa.uint32())),
+                SHINGLES: shingle_sets_array(flat, lo - lo[0]),
                 N_SHINGLES: pa.array(np.diff(lo).astype(np.int32)),
             })
             if writer is None:

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from click.testing import CliRunner
 
 from dedup.cli import dedup
+from dedup.minhash import _sets_of
 
 
 def _write(rows: list[dict], path: Path) -> None:
@@ -33,9 +34,9 @@ def _to_v1(state: Path) -> None:
     cols = {"doc_id": t.column("doc_id").cast(pa.string())}
     cols.update({band_column(b): pa.array(keys[:, b]) for b in range(bands)})
     pq.write_table(pa.table(cols), state / "index.parquet", row_group_size=37)  # several row groups
-    sh = t.column("shingles").combine_chunks()
-    (state / "shingles.u32").write_bytes(sh.values.to_numpy().astype(np.uint32).tobytes())
-    np.save(state / "shingle_offsets.npy", sh.offsets.to_numpy().astype(np.int64))
+    flat, offs = _sets_of(t.column("shingles").combine_chunks())
+    (state / "shingles.u32").write_bytes(flat.astype(np.uint32).tobytes())
+    np.save(state / "shingle_offsets.npy", offs.astype(np.int64))
     shutil.rmtree(state / "index")
     (state / "index.json").write_text(json.dumps({**info, "format": "assay.minhash-index/1"}))
 
@@ -67,10 +68,43 @@ def test_v1_index_error_names_the_fix_then_migration_gives_the_current_result(co
     assert mig.exit_code == 0, mig.output
     n = json.loads((tmp_path / "snap1" / "manifest.json").read_text())["stats"]["docs_in"]  # every doc it saw
     assert json.loads(mig.output) == {"index": str(state), "docs_converted": n}
-    assert json.loads((state / "index.json").read_text())["format"] == "assay.minhash-index/2"
+    assert json.loads((state / "index.json").read_text())["format"] == "assay.minhash-index/3"
     again = run.invoke(dedup, ["minhash", str(b), str(tmp_path / "new"), "--against", str(old)])
     assert again.exit_code == 0, again.output
     assert _kept(tmp_path / "new") == _kept(tmp_path / "ref")
     assert len(_kept(tmp_path / "ref")) < 250  # the shared files were found in the old index
     # idempotent: a second migration converts nothing
+    assert json.loads(run.invoke(dedup, ["migrate-index", str(old)]).output)["docs_converted"] == 0
+
+
+def _to_v2(state: Path) -> None:
+    """Rewrite a current index's parts in the /2 layout (each shingle set a Parquet list<uint32>)."""
+    for p in sorted((state / "index").glob("part-*.parquet")):
+        t = pq.read_table(p)
+        flat, offs = _sets_of(t.column("shingles").combine_chunks())
+        i = t.column_names.index("shingles")
+        t = t.set_column(i, "shingles", pa.LargeListArray.from_arrays(pa.array(offs), pa.array(flat, pa.uint32())))
+        p.unlink()  # the part may be a hard link to the run's artifact
+        pq.write_table(t, p)
+    info = json.loads((state / "index.json").read_text())
+    (state / "index.json").write_text(json.dumps({**info, "format": "assay.minhash-index/2"}))
+
+
+def test_v2_index_with_list_shingle_sets_is_read_as_it_is(copyright_rows, tmp_path: Path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    _write(copyright_rows[:300], a)
+    _write(copyright_rows[250:500], b)
+    run = CliRunner()
+    assert run.invoke(dedup, ["minhash", str(a), str(tmp_path / "snap1")]).exit_code == 0
+    ref = run.invoke(dedup, ["minhash", str(b), str(tmp_path / "ref"), "--against", str(tmp_path / "snap1")])
+    assert ref.exit_code == 0, ref.output
+    old = tmp_path / "old"
+    shutil.copytree(tmp_path / "snap1", old)
+    (state,) = (p.parent for p in (old / "state").glob("*/index.json"))
+    _to_v2(state)
+    assert pa.types.is_large_list(pq.read_schema(next((state / "index").glob("*.parquet"))).field("shingles").type)
+    r = run.invoke(dedup, ["minhash", str(b), str(tmp_path / "new"), "--against", str(old)])
+    assert r.exit_code == 0, r.output
+    assert _kept(tmp_path / "new") == _kept(tmp_path / "ref")
+    assert len(_kept(tmp_path / "ref")) < 250  # the shared files were found in the old index
     assert json.loads(run.invoke(dedup, ["migrate-index", str(old)]).output)["docs_converted"] == 0
