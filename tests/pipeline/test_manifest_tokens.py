@@ -51,6 +51,19 @@ def test_without_tokenizer_tokens_are_null_and_words_are_words(tmp_path, demo_wa
     assert m["totals"]["words"] == sum(s["words"] for s in m["shards"])
 
 
+def test_words_are_counted_for_final_shards_only_and_stay_exact_with_a_barrier(tmp_path, demo_warcs):
+    """With a barrier the run writes intermediate shards: their words are not counted (nothing
+    reads them); the final shards' count — the manifest's — is still exact."""
+    spec = _spec(tmp_path, demo_warcs)
+    spec = PipelineSpec.from_dict({**spec.model_dump(mode="json"),
+                                   "stages": [*spec.model_dump(mode="json")["stages"], {"kind": "dedup.exact"}]})
+    m = run_spec(spec, progress=False, workers=1)
+    texts = _texts(tmp_path / "out", m)
+    assert texts and m["totals"]["words"] == sum(len(t.split()) for t in texts)
+    seg0 = [json.loads(p.read_text()) for p in sorted((tmp_path / "out" / "_work" / "markers" / "seg0").glob("*.json"))]
+    assert seg0 and all(x["words"] is None for x in seg0) and any(x["rows"] for x in seg0)
+
+
 def test_with_tokenizer_tokens_are_the_tokenizers_count(tmp_path, demo_warcs, bpe):
     from tokenizers import Tokenizer
 
