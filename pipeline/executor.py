@@ -532,6 +532,7 @@ class LocalExecutor(BaseExecutor):
         self.workers = workers
         self._worker: ShardWorker | None = None
         self._pool: ProcessPoolExecutor | None = None
+        self._pool_up = False  # its first worker has been forked
 
     def run(self, spec: PipelineSpec) -> dict[str, Any]:
         try:
@@ -541,6 +542,7 @@ class LocalExecutor(BaseExecutor):
                 with _trace.span("driver", "pool shutdown"):
                     self._pool.shutdown()
                 self._pool = None
+                self._pool_up = False
             if self._worker is not None:
                 self._worker.teardown()
 
@@ -566,16 +568,97 @@ class LocalExecutor(BaseExecutor):
         if not tasks:
             return
         workers = self.workers or spec.execution.workers
-        spec_data = spec.model_dump(mode="json")
         if workers <= 1 or (len(tasks) == 1 and self._pool is None):
-            if self._worker is None or self._worker.spec != spec:
-                self._worker = ShardWorker(spec_data, str(root))
             for t in tasks:
-                with _trace.span("driver", f"seg{t[0]} shard {t[1]}"):
-                    marker = self._worker.run(*t)
-                yield marker
+                yield self._run_here(spec, root, t)
             return
-        yield from self._ensure_pool(spec, root, workers).map(_pool_run, tasks)
+        if self._pool_up:
+            yield from self._ensure_pool(spec, root, workers).map(_pool_run, tasks)
+            return
+        yield from self._run_while_pool_starts(spec, root, workers, tasks)
+
+    def _worker_here(self, spec: PipelineSpec, root: Loc) -> ShardWorker:
+        if self._worker is None or self._worker.spec != spec:
+            self._worker = ShardWorker(spec.model_dump(mode="json"), str(root))
+        return self._worker
+
+    def _set_up_here(self, spec: PipelineSpec, root: Loc, seg: int) -> bool:
+        """Set up segment ``seg``'s stages in this process (once); True."""
+        w = self._worker_here(spec, root)
+        with _trace.span("driver", f"seg{seg} setup"):
+            w._prepare(w.plan.segments[seg])
+        return True
+
+    def _run_here(self, spec: PipelineSpec, root: Loc, task: tuple[int, int, str, bool]) -> dict[str, Any]:
+        """One shard task in this process."""
+        w = self._worker_here(spec, root)
+        with _trace.span("driver", f"seg{task[0]} shard {task[1]}"):
+            return w.run(*task)
+
+    def _run_while_pool_starts(self, spec: PipelineSpec, root: Loc, workers: int,
+                               tasks: list[tuple[int, int, str, bool]]) -> Iterator[dict[str, Any]]:
+        """The first tasks of a pool: its first worker exists only once the fork server has
+        preloaded (~1 s, serial: pipeline.preload), so while a thread waits for it this process
+        runs shards itself, from the far end of the list; once the pool is up every task left
+        goes to it and this process only collects. Which process ran a shard changes nothing in
+        its bytes (a shard task is a pure function of its inputs)."""
+        import queue
+        import threading
+
+        pool = self._ensure_pool(spec, root, workers)
+        helping = _cheap_to_run_here(spec, self._worker_here(spec, root).plan.segments[tasks[0][0]], workers)
+        left = list(tasks)
+        lock = threading.Lock()
+        up = threading.Event()
+        stop = threading.Event()
+        results: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+        def feed() -> None:
+            try:
+                with lock:
+                    first = left.pop(0) if left else None
+                if first is None:
+                    return
+                # returns once the fork server has forked the first worker (after its preload)
+                futures = [pool.submit(_pool_run, first)]
+                self._pool_up = True
+                with lock:
+                    rest, left[:] = ([] if stop.is_set() else list(left)), []
+                up.set()
+                futures += [pool.submit(_pool_run, t) for t in rest]
+                for f in futures:
+                    f.add_done_callback(results.put)
+            except BaseException as e:  # noqa: BLE001 - re-raised by the driver below
+                results.put(e)
+            finally:
+                up.set()
+
+        feeder = threading.Thread(target=feed, name="assay-pool-start", daemon=True)
+        feeder.start()
+        got = 0
+        try:
+            while got < len(tasks):
+                task = None
+                if helping and not up.is_set():
+                    with lock:
+                        task = left.pop() if left else None
+                if task is not None and self._set_up_here(spec, root, task[0]) and up.is_set():
+                    # the pool came up while this process set its stages up: the task is its
+                    pool.submit(_pool_run, task).add_done_callback(results.put)
+                    task = None
+                    continue
+                if task is not None:
+                    marker = self._run_here(spec, root, task)
+                else:
+                    item = results.get()
+                    if isinstance(item, BaseException):
+                        raise item
+                    marker = item.result()
+                got += 1
+                yield marker
+        finally:
+            stop.set()
+            feeder.join()
 
     def _ensure_pool(self, spec: PipelineSpec, root: Loc, workers: int) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -609,6 +692,17 @@ def _start_fork_server(spec: PipelineSpec) -> Any:
     with _trace.span("driver", "fork server start"):
         fs.ensure_running()
     return ctx
+
+
+def _cheap_to_run_here(spec: PipelineSpec, seg: Segment, workers: int) -> bool:
+    """Whether the driver may run this segment's shards while its pool starts: no stage needs a
+    GPU, and one more process holding the stages (``Resources.memory_gb``) still fits."""
+    stages = seg.all_stages() + ([seg.barrier_out] if seg.barrier_out else [])
+    if any(st.resources.gpus > 0 for st in stages):
+        return False
+    total = _physical_memory_gb()
+    need = (workers + 1) * max([st.resources.memory_gb for st in spec.build_stages()] + [0.0])
+    return not total or need <= total
 
 
 def _physical_memory_gb() -> float:

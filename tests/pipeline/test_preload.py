@@ -71,8 +71,9 @@ def test_the_fork_server_preloads_while_the_driver_plans_and_the_trace_shows_eve
     # launched inside the driver's start-up (fingerprints, plan), not at the first submit
     assert start["t0"] <= launch["t0"] <= launch["t1"] <= start["t1"], (launch, start)
     assert preload["t1"] > launch["t0"]
-    shards = {(e["what"], e["pid"]) for e in ev if e["role"] == "worker" and " shard " in e["what"]}
-    assert {w for w, _ in shards} == {f"seg{g} shard {i}" for g in (0, 1) for i in range(4)}
+    # every shard ran once: in a pool worker, or in the driver while the pool started
+    ran = sorted(e["what"] for e in ev if e["role"] in ("worker", "driver") and " shard " in e["what"])
+    assert ran == sorted(f"seg{g} shard {i}" for g in (0, 1) for i in range(4))
     assert any(e["role"] == "worker" and e["what"].startswith("reduce exact.") for e in ev)
     assert all(e["t1"] >= e["t0"] and e["cpu_s"] >= 0 for e in ev)
     # segment 0's intermediate shards are deleted once segment 1 has all its markers, before
@@ -87,3 +88,54 @@ def test_the_fork_server_preloads_while_the_driver_plans_and_the_trace_shows_eve
     assert len(tl["workers"]) == 2 and sum(w["tasks"] for w in tl["workers"]) >= 8
     assert tl["fork_server"]["preload_cpu_s"] > 0 and tl["driver_start"]["s"] >= 0
     assert all(0 <= w["idle_s"] <= tl["run_s"] for w in tl["workers"])
+
+
+def test_the_driver_runs_shards_while_the_pool_starts_and_the_snapshot_is_the_same(tmp_path: Path, raw_docs):
+    """While the fork server preloads (made slow here: its preload runs the driver script's top
+    level, which sleeps 3 s there only), no pool worker exists yet: the driver runs segment 0's
+    shards itself, from the end of the list, and stops once the pool is up. Every shard runs
+    exactly once and the snapshot is the 1-worker one."""
+    import json
+    import textwrap
+
+    from pipeline import _trace
+    from pipeline.run import run_spec
+    from pipeline.spec import PipelineSpec
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for s in range(6):
+        with open(inp / f"s{s}.jsonl", "w") as fh:
+            for i, d in enumerate(raw_docs[s * 30:(s + 1) * 30]):
+                fh.write(json.dumps({"id": f"{s}-{i}", "text": d["text"]}) + "\n")
+    data = {"name": "t", "input": {"paths": [str(inp)]}, "output": {"dir": str(tmp_path / "two")},
+            "stages": [{"kind": "filter.length", "min_chars": 100}, {"kind": "dedup.exact"}]}
+    driver = tmp_path / "driver.py"
+    driver.write_text(textwrap.dedent(f"""
+        import json, os, sys, time
+        sys.path.insert(0, {str(REPO)!r})
+        if __name__ != "__main__":  # the fork server's preload of the main module
+            time.sleep(3.0)
+        if __name__ == "__main__":
+            from pipeline.run import run_spec
+            from pipeline.spec import PipelineSpec
+            m = run_spec(PipelineSpec.from_dict(json.loads({json.dumps(data)!r})), progress=False, workers=2)
+            print(json.dumps({{"pid": os.getpid(), "snapshot_id": m["snapshot_id"]}}))
+    """))
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    r = subprocess.run([sys.executable, str(driver)], capture_output=True, text=True, timeout=240,
+                       env={**os.environ, _trace.ENV: str(trace)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    ev = _trace.load(trace)
+    here = [e for e in ev if e["role"] == "driver" and " shard " in e["what"]]
+    pool = [e for e in ev if e["role"] == "worker" and " shard " in e["what"]]
+    assert here and all(e["pid"] == out["pid"] and e["what"].startswith("seg0 ") for e in here), here
+    assert sorted(e["what"] for e in here + pool) == sorted(f"seg{g} shard {i}" for g in (0, 1) for i in range(6))
+    # from the far end: the pool took shard 0 first
+    assert "seg0 shard 5" in {e["what"] for e in here} and "seg0 shard 0" in {e["what"] for e in pool}
+    preload = next(e for e in ev if e["role"] == "forkserver")
+    assert min(e["t0"] for e in here) < preload["t1"]  # while the server was still preloading
+    one = run_spec(PipelineSpec.from_dict({**data, "output": {"dir": str(tmp_path / "one")}}), progress=False, workers=1)
+    assert one["snapshot_id"] == out["snapshot_id"]
