@@ -16,6 +16,10 @@ changelogs — real near-duplicates — plus ~1.3 KB chunks of the raw pretraini
   a fresh process, at several corpus sizes; a line fitted to the reduce points extrapolates to
   MB per million documents.
 - **SoftDedup**: the weight distribution per source kind on the same corpus.
+- **Data-Juicer**: its ``document_minhash_deduplicator`` (``py-data-juicer==1.6.1``, in its own
+  venv ``.venv-dj``: ``make venv-dj``) in the same quality table, as shipped (its whitespace
+  word 5-grams, lower-cased, 256 permutations) and fed the neutral words with 128
+  permutations, threshold as ours, its own band choice; without the venv its rows say so.
 
 Run: ``assay bench dedup`` or ``python -m bench.dedup --max-docs 30000``.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -247,6 +252,56 @@ def run_datatrove(
         "docs_per_s": n / wall,
         "config": f"{cfg.num_buckets} buckets x {cfg.hashes_per_bucket} hashes",
     }
+
+
+DJ_VENV = Path(__file__).resolve().parents[1] / ".venv-dj"
+
+#: Data-Juicer's document_minhash_deduplicator variants: (label, feed neutral text?, op kwargs)
+DJ_VARIANTS = (
+    ("Data-Juicer, as shipped (space split, lowercase, 256 perms)", False,
+     {"num_permutations": 256}),
+    ("Data-Juicer, neutral words, 128 perms", True, {"num_permutations": 128}),
+)
+
+
+def datajuicer_missing() -> str | None:
+    """Why Data-Juicer cannot run here (None when its venv is there)."""
+    if not (DJ_VENV / "bin" / "python").exists():
+        return f"not run: {DJ_VENV} missing (make venv-dj)"
+    return None
+
+
+def run_datajuicer(table: pa.Table, work: Path, threshold: float, **op_cfg: Any) -> dict[str, Any]:
+    """Data-Juicer's ``document_minhash_deduplicator`` in its own venv on ``table``'s texts.
+
+    A fresh process (:mod:`bench._dj_minhash`): ``cpu_s``/``wall_s`` from building the
+    operator to the kept dataset (imports excluded, as in our in-process runs; its worker
+    process included); ``tree_cpu_s``/``tree_wall_s`` the whole command, start-up included.
+    Raises when it fails: a peer is never dropped silently.
+    """
+    from bench._tree_cpu import run_cmd_measured
+
+    work.mkdir(parents=True, exist_ok=True)
+    inp, out = work / "dj-in.parquet", work / "dj-pred.npy"
+    pq.write_table(table.select(["text"]), inp)
+    cfg = {"jaccard_threshold": threshold, "tokenization": "space", "window_size": 5,
+           "lowercase": True, **op_cfg}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_DATASETS_CACHE=str(work / "hf"), DATA_JUICER_CACHE_HOME=str(work / "dj-home"),
+               HF_HUB_OFFLINE="1", TQDM_DISABLE="1")
+    p = run_cmd_measured(
+        [str(DJ_VENV / "bin" / "python"), str(Path(__file__).with_name("_dj_minhash.py")),
+         str(inp), str(out), json.dumps(cfg)], env=env)
+    inner = json.loads(p["stdout"].strip().splitlines()[-1])
+    predicted = np.load(out)
+    if predicted.shape != (table.num_rows,):
+        raise RuntimeError(
+            f"Data-Juicer returned {predicted.shape} predictions for {table.num_rows} docs"
+        )
+    return {"predicted": predicted, "cpu_s": inner["cpu_s"], "wall_s": inner["wall_s"],
+            "tree_cpu_s": p["cpu_s"], "tree_wall_s": p["wall_s"],
+            "config": f"{inner['bands']} bands x {inner['rows']} rows, "
+                      f"{cfg['num_permutations']} perms", "kept": inner["kept"]}
 
 
 def _time_sig(fn, docs: int, repeats: int = 3) -> float:  # type: ignore[no-untyped-def]
@@ -542,6 +597,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=0,
         help="also SoftDedup this many whole raw-corpus docs",
     )
+    ap.add_argument(
+        "--no-datajuicer", action="store_true",
+        help="skip Data-Juicer's document_minhash_deduplicator (its rows then say so)",
+    )
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--rss-only", action="store_true", help="only the memory curve")
     ap.add_argument("--sig-only", action="store_true", help="only the signature speed")
@@ -647,6 +706,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                   threshold=args.threshold)
                 add(name, r["predicted"], wall_s=r["wall_s"], cpu_s=r["cpu_s"],
                     config=r["config"])
+        why = "skipped (--no-datajuicer)" if args.no_datajuicer else datajuicer_missing()
+        for label, neu, dj_cfg in DJ_VARIANTS:
+            if why:  # an explicit row, never a silent gap
+                quality[label] = {"status": why}
+                continue
+            r = run_datajuicer(neutral if neu else table, Path(d) / f"dj-{neu}", args.threshold,
+                               **dj_cfg)
+            add(label, r["predicted"], **{k: v for k, v in r.items() if k != "predicted"})
         add("baseline: every doc a duplicate", np.ones(n, dtype=bool))
         if args.speed_docs:
             m = min(args.speed_docs, n)
@@ -659,14 +726,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     res["quality"] = quality
     print(f"\ndoc-level quality vs the neutral truth at J >= {args.threshold} "
           f"({truth.sum()} true duplicate docs of {n})")
-    print(f"  {'method':52s} {'precision':>9s} {'recall':>7s} {'F1':>6s} {'wall s':>7s}")
+    print(f"  {'method':60s} {'precision':>9s} {'recall':>7s} {'F1':>6s} {'wall s':>7s} "
+          f"{'CPU s':>7s}")
     for k, q in quality.items():
         if "status" in q:
-            print(f"  {k:52s} {q['status']}")
+            print(f"  {k:60s} {q['status']}")
             continue
+        cpu = f"{q['cpu_s']:7.1f}" if "cpu_s" in q else f"{'-':>7s}"
         print(
-            f"  {k:52s} {q['precision']:9.4f} {q['recall']:7.4f} {q['f1']:6.4f} "
-            f"{q.get('wall_s', 0):7.1f}"
+            f"  {k:60s} {q['precision']:9.4f} {q['recall']:7.4f} {q['f1']:6.4f} "
+            f"{q.get('wall_s', 0):7.1f} {cpu}"
+            + (f"  ({q['config']}; whole command {q['tree_cpu_s']:.1f} CPU-s)"
+               if "tree_cpu_s" in q else "")
         )
     o = res["ours_run"]
     print(
