@@ -698,7 +698,12 @@ class _HeuristicFilter(_HeuristicMixin, FilterStage):
             reasons = [self.judge(t or "") for t in col.to_pylist()]
         else:
             reasons = self._fast_batch(col)
-        return np.array([r is None for r in reasons], dtype=bool), reasons
+        mask = np.array([r is None for r in reasons], dtype=bool)
+        if self.config.impl != "datatrove":  # the next word-splitting stage reuses our words
+            from pipeline.filters.words import note_filter
+
+            note_filter(col, mask)
+        return mask, reasons
 
 
 @register

@@ -21,8 +21,10 @@ differed (``format): ')``).
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from itertools import chain, filterfalse, islice
@@ -399,12 +401,164 @@ def _kernels() -> _Kernels:
     return _Kernels(english_splitter())
 
 
+# ---------------------------------------------------------------------------------------------
+# the words of the last batch, shared between the stages that split it (Gopher repetition and
+# quality in one pipeline: one split per document per batch)
+
+
+class _SpanMemo(threading.local):
+    """The last :class:`BatchTokens` this thread computed (or derived), for one column.
+
+    ``key`` names the column by its chunks' buffer addresses, offsets and lengths; ``hold``
+    keeps those chunks alive, so no other column can have the key while the entry lives
+    (Arrow buffers are immutable: same buffers, same bytes). ``mask`` is a filter stage's
+    keep-mask over that column (:func:`note_filter`): the next stage then sees the kept rows
+    as a new column, whose words are derived from these, after checking that its bytes are
+    the kept rows' bytes (so a stage in between that rewrites text only costs a new split).
+    One entry per thread, replaced at every miss: at most one batch is held.
+    """
+
+    key: Any = None
+    hold: Any = None
+    bt: BatchTokens | None = None
+    mask: Any = None
+    hits = 0
+    misses = 0
+
+
+_MEMO = _SpanMemo()
+
+#: ``ASSAY_SHARE_WORDS=0`` turns the sharing off (an A/B switch for the benchmarks)
+SHARE_WORDS = os.environ.get("ASSAY_SHARE_WORDS", "1") != "0"
+
+
+def _chunks(col: Any) -> list[Any]:
+    import pyarrow as pa
+
+    return list(col.chunks) if isinstance(col, pa.ChunkedArray) else [col]
+
+
+def _col_key(chunks: list[Any]) -> tuple[Any, ...]:
+    return tuple(
+        (str(c.type), c.offset, len(c), tuple(0 if b is None else b.address for b in c.buffers()))
+        for c in chunks
+    )
+
+
+def _take_docs(bt: BatchTokens, pos: Any) -> tuple[Any, Any, Any]:
+    """(tok_s, tok_e, doc_tok) of the documents at positions ``pos`` of ``bt.docs``."""
+    import numpy as np
+
+    start = bt.doc_tok[pos]
+    counts = bt.doc_tok[pos + 1] - start
+    doc_tok = np.zeros(len(pos) + 1, dtype=np.int64)
+    np.cumsum(counts, out=doc_tok[1:])
+    idx = np.repeat(start - doc_tok[:-1], counts) + np.arange(doc_tok[-1], dtype=np.int64)
+    return bt.tok_s[idx], bt.tok_e[idx], doc_tok
+
+
+def _positions(have: Any, want: Any) -> Any:
+    """Positions of ``want`` in the sorted ``have``, or None when one is missing."""
+    import numpy as np
+
+    pos = np.searchsorted(have, want)
+    if len(want) and (
+        pos[-1] >= len(have) or not np.array_equal(have[np.minimum(pos, len(have) - 1)], want)
+    ):
+        return None
+    return pos
+
+
+def _select(bt: BatchTokens, docs: Any) -> BatchTokens | None:
+    """``bt`` restricted to the rows ``docs`` (None when it lacks one of them)."""
+    if len(docs) == len(bt.docs) and (bt.docs == docs).all():
+        return bt
+    pos = _positions(bt.docs, docs)
+    if pos is None:
+        return None
+    tok_s, tok_e, doc_tok = _take_docs(bt, pos)
+    return BatchTokens(bt.data, bt.offsets, docs, tok_s, tok_e, doc_tok, bt.fallback_chunks)
+
+
+def _derive(bt: BatchTokens, mask: Any, data: Any, offsets: Any) -> BatchTokens | None:
+    """The words of a column holding ``bt``'s rows where ``mask`` (its UTF-8 ``data`` and
+    ``offsets``), or None when its bytes are not exactly those rows' or ``bt`` lacks a row."""
+    import numpy as np
+
+    kept = np.flatnonzero(mask)
+    n = len(offsets) - 1
+    if len(kept) != n:
+        return None
+    off_in = bt.offsets
+    if not np.array_equal(off_in[kept + 1] - off_in[kept], offsets[1:] - offsets[:-1]):
+        return None
+    # runs of consecutive kept rows are contiguous bytes on both sides: compare run by run
+    brk = np.flatnonzero(np.diff(kept) != 1) + 1
+    a = np.concatenate(([0], brk))
+    b = np.concatenate((brk, [n]))
+    for ra, rb in zip(a.tolist(), b.tolist(), strict=True):
+        src = bt.data[off_in[kept[ra]] : off_in[kept[rb - 1] + 1]]
+        if not np.array_equal(src, data[offsets[ra] : offsets[rb]]):
+            return None
+    pos = _positions(bt.docs, kept)
+    if pos is None:
+        return None
+    tok_s, tok_e, doc_tok = _take_docs(bt, pos)
+    shift = np.repeat(offsets[:-1] - off_in[kept], doc_tok[1:] - doc_tok[:-1])
+    docs = np.arange(n, dtype=np.int64)
+    return BatchTokens(
+        data, offsets, docs, tok_s + shift, tok_e + shift, doc_tok, bt.fallback_chunks
+    )
+
+
+def note_filter(col: Any, mask: Any) -> None:
+    """A filter stage keeps the rows ``mask`` of ``col``: if this thread's last words are
+    ``col``'s, the next stage's :func:`batch_tokens` derives the kept rows' words from them."""
+    m = _MEMO
+    if m.bt is not None and m.key == _col_key(_chunks(col)):
+        m.mask = mask
+
+
 def batch_tokens(col: Any, docs: Any = None) -> BatchTokens:
     """spaCy-English words of the rows ``docs`` (default: all) of an Arrow string column.
 
     The numba kernel splits printable-ASCII chunks itself and hands every other chunk (and
     any it cannot decide exactly) to :class:`EnglishWordSplitter`, whose results are cached.
+    The words of the last column split in this thread are kept (:class:`_SpanMemo`): the same
+    column again, or the rows a filter kept of it (:func:`note_filter`), is not split again.
     """
+    import numpy as np
+
+    if not SHARE_WORDS:
+        return _split(col, docs)
+    m = _MEMO
+    chunks = _chunks(col)
+    key = _col_key(chunks)
+    want = None if docs is None else np.asarray(docs, dtype=np.int64)
+    have = None
+    if m.bt is not None:
+        if m.key == key:
+            have = m.bt
+        elif m.mask is not None:
+            data, offsets = utf8_buffers(col)
+            have = _derive(m.bt, m.mask, data, offsets)
+    if have is not None:
+        got = _select(
+            have, np.arange(len(have.offsets) - 1, dtype=np.int64) if want is None else want
+        )
+        if got is not None:
+            m.hits += 1
+            if have is not m.bt:
+                m.key, m.hold, m.bt, m.mask = key, chunks, have, None
+            return got
+    m.misses += 1
+    m.key = m.hold = m.bt = m.mask = None  # free the last batch before splitting this one
+    bt = _split(col, want)
+    m.key, m.hold, m.bt = key, chunks, bt
+    return bt
+
+
+def _split(col: Any, docs: Any = None) -> BatchTokens:
     import numpy as np
 
     data, offsets = utf8_buffers(col)
