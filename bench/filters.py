@@ -16,6 +16,7 @@ dictionaries, licences, changelogs, literature, Perl manuals) plus the pages of 
 run through ``extract.html`` (what the filters see in a pipeline).
 
     python -m bench.filters [--raw 2000] [--pages 1500] [--out docs/benchmarks/filters.json]
+    python -m bench.filters --pair-mb 40   # Gopher repetition -> quality, words shared or not
 """
 
 from __future__ import annotations
@@ -335,6 +336,74 @@ def run_stages(
     return out
 
 
+PAIR = ("filter.gopher_repetition", "filter.gopher_quality")
+
+
+def pair_cpu(
+    sample: Path | list[Path], share: bool, workers: int = 1, extract: bool = False
+) -> dict[str, float]:
+    """One ``assay run`` of Gopher repetition -> quality on ``sample`` (after ``extract.html``
+    with ``extract``: WARC input) with the word sharing on or off (``ASSAY_SHARE_WORDS``): the
+    two stages' CPU-s from ``stats.json`` (the executor's per-stage ``process_time``), their
+    sum, and the whole command's CPU-s."""
+    import os
+    import resource
+    import subprocess
+    import tempfile
+
+    root = Path(__file__).resolve().parents[1]
+    paths = sample if isinstance(sample, list) else [sample]
+    kinds = (("extract.html",) if extract else ()) + PAIR
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "spec.toml"
+        spec.write_text(
+            f'name = "bench-gopher-pair"\n[input]\npaths = {json.dumps([str(p) for p in paths])}\n'
+            f"[output]\ndir = {json.dumps(str(Path(tmp) / 'out'))}\n"
+            f"[execution]\nworkers = {workers}\n"
+            + "".join(f'[[stages]]\nkind = "{k}"\n' for k in kinds)
+        )
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "run", str(spec), "--no-progress"],
+            check=True, stdout=subprocess.DEVNULL, cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root), "ASSAY_SHARE_WORDS": "1" if share else "0"},
+        )
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        stats = json.loads((Path(tmp) / "out" / "stats.json").read_text())
+    per = {st["kind"]: st["cpu_s"] for st in stats["stages"] if st["kind"] in PAIR}
+    return {**per, "both": sum(per.values()),
+            "command": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+            "kept": stats["stages"][-1]["docs_out"]}
+
+
+def run_pair(
+    data_dir: Path, mb: float, seed: int, reps: int, warc_files: list[Path] | None = None
+) -> dict[str, Any]:
+    """Gopher repetition -> quality in one pipeline, words shared vs split by each stage:
+    interleaved, ``reps`` runs each after one warm-up run each, the least CPU counts. With
+    ``warc_files``: WARC -> ``extract.html`` -> the pair instead of ``mb`` MB of JSONL."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if warc_files:
+            sample: Path | list[Path] = warc_files
+            size = sum(f.stat().st_size for f in warc_files) / 1e6
+        else:
+            sample = Path(tmp) / "sample.jsonl"
+            size = stage_sample(data_dir, mb, seed, sample)
+        ex = bool(warc_files)
+        for share in (False, True):  # numba caches loaded once, outside the timings
+            pair_cpu(sample, share, extract=ex)
+        best: dict[str, dict[str, float]] = {"split twice": {}, "shared": {}}
+        for _ in range(reps):
+            for label, share in (("split twice", False), ("shared", True)):
+                r = pair_cpu(sample, share, extract=ex)
+                for k, v in r.items():
+                    best[label][k] = v if k == "kept" else min(best[label].get(k, v), v)
+    return {"sample_mb": size, "reps": reps, "cpu_s": best,
+            "input": [str(f) for f in warc_files] if warc_files else "pretrain_raw JSONL"}
+
+
 def format_table(results: dict[str, Any]) -> str:
     lines = [
         "| filter | decisions agree | same reason | datatrove docs/CPU-s | fast docs/CPU-s "
@@ -382,7 +451,42 @@ def main(argv: list[str] | None = None) -> int:
         help="with --stage-mb: also time this other checkout (e.g. a git worktree of an older commit)",
     )
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument(
+        "--pair-mb",
+        type=float,
+        default=0,
+        help="instead: Gopher repetition -> quality in one `assay run` on this many MB, words "
+        "shared vs split twice (ASSAY_SHARE_WORDS=0)",
+    )
+    ap.add_argument(
+        "--pair-warc",
+        type=int,
+        default=0,
+        help="instead: the same pair after extract.html on the first N WARC files of --warc-dir",
+    )
+    ap.add_argument(
+        "--warc-dir", type=Path, default=Path.home() / ".cache/assay/warc-corpus/warc",
+        help="WARC files for --pair-warc (assay bench warc_corpus builds them)",
+    )
     args = ap.parse_args(argv)
+    if args.pair_mb or args.pair_warc:
+        files = sorted(args.warc_dir.glob("*.warc*"))[: args.pair_warc] if args.pair_warc else None
+        if args.pair_warc and not files:
+            raise SystemExit(f"--pair-warc: no WARC files in {args.warc_dir}")
+        res = run_pair(args.data, args.pair_mb, args.seed, args.reps, files)
+        what = f"{len(files)} WARC files (compressed)" if files else "of pretrain_raw (JSONL)"
+        print(f"{res['sample_mb']:.1f} MB {what}, one worker, CPU-s (least of {args.reps}):")
+        for label, c in res["cpu_s"].items():
+            print(f"  {label:12s} " + ", ".join(
+                f"{k} {v:.2f}" if k != "kept" else f"kept {v}" for k, v in c.items()))
+        a, b = res["cpu_s"]["split twice"], res["cpu_s"]["shared"]
+        print(f"  saving: {a['both'] - b['both']:.2f} CPU-s of the two stages "
+              f"({100 * (1 - b['both'] / a['both']):.0f}%), "
+              f"{a['command'] - b['command']:.2f} CPU-s of the command")
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(res, indent=2) + "\n")
+        return 0
     if args.stage_mb:
         roots = {"now": Path(__file__).resolve().parents[1]}
         if args.before:
