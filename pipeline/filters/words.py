@@ -445,16 +445,32 @@ def _col_key(chunks: list[Any]) -> tuple[Any, ...]:
     )
 
 
-def _take_docs(bt: BatchTokens, pos: Any) -> tuple[Any, Any, Any]:
-    """(tok_s, tok_e, doc_tok) of the documents at positions ``pos`` of ``bt.docs``."""
+def _take_docs(bt: BatchTokens, pos: Any, shift: Any = None) -> tuple[Any, Any, Any]:
+    """(tok_s, tok_e, doc_tok) of the documents at positions ``pos`` of ``bt.docs``, their
+    spans moved by ``shift[i]`` bytes for the i-th (default: not moved).
+
+    Documents at consecutive positions with the same shift are one contiguous run of spans on
+    both sides: copied run by run (a filter's kept rows are a few runs, not one gather each).
+    """
     import numpy as np
 
-    start = bt.doc_tok[pos]
-    counts = bt.doc_tok[pos + 1] - start
-    doc_tok = np.zeros(len(pos) + 1, dtype=np.int64)
+    n = len(pos)
+    if shift is None:
+        shift = np.zeros(n, dtype=np.int64)
+    counts = bt.doc_tok[pos + 1] - bt.doc_tok[pos]
+    doc_tok = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=doc_tok[1:])
-    idx = np.repeat(start - doc_tok[:-1], counts) + np.arange(doc_tok[-1], dtype=np.int64)
-    return bt.tok_s[idx], bt.tok_e[idx], doc_tok
+    tok_s = np.empty(doc_tok[-1], dtype=bt.tok_s.dtype)
+    tok_e = np.empty(doc_tok[-1], dtype=bt.tok_e.dtype)
+    brk = np.flatnonzero((np.diff(pos) != 1) | (np.diff(shift) != 0)) + 1
+    starts = np.concatenate(([0], brk)).tolist()
+    ends = np.concatenate((brk, [n])).tolist() if n else []
+    for ra, rb in zip(starts if n else [], ends, strict=True):
+        a, b = int(bt.doc_tok[pos[ra]]), int(bt.doc_tok[pos[rb - 1] + 1])
+        o, d = int(doc_tok[ra]), int(shift[ra])
+        np.add(bt.tok_s[a:b], d, out=tok_s[o : o + b - a])
+        np.add(bt.tok_e[a:b], d, out=tok_e[o : o + b - a])
+    return tok_s, tok_e, doc_tok
 
 
 def _positions(have: Any, want: Any) -> Any:
@@ -503,12 +519,9 @@ def _derive(bt: BatchTokens, mask: Any, data: Any, offsets: Any) -> BatchTokens 
     pos = _positions(bt.docs, kept)
     if pos is None:
         return None
-    tok_s, tok_e, doc_tok = _take_docs(bt, pos)
-    shift = np.repeat(offsets[:-1] - off_in[kept], doc_tok[1:] - doc_tok[:-1])
+    tok_s, tok_e, doc_tok = _take_docs(bt, pos, offsets[:-1] - off_in[kept])
     docs = np.arange(n, dtype=np.int64)
-    return BatchTokens(
-        data, offsets, docs, tok_s + shift, tok_e + shift, doc_tok, bt.fallback_chunks
-    )
+    return BatchTokens(data, offsets, docs, tok_s, tok_e, doc_tok, bt.fallback_chunks)
 
 
 def note_filter(col: Any, mask: Any) -> None:
