@@ -108,7 +108,10 @@ class LocalRayCluster:
         if not pids:
             raise RuntimeError("no raylet of the worker node found")
         for p in pids:
-            os.kill(p, signal.SIGKILL)
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                raise RuntimeError("the worker node's raylet exited before the kill") from None
         return pids[0]
 
     def worker_processes(self) -> list[tuple[int, str]]:
@@ -128,7 +131,7 @@ class LocalRayCluster:
                 out.append((int(d.name), title))
         return out
 
-    def kill_worker_process(self, rng: random.Random) -> str:
+    def kill_worker_process(self, rng: random.Random, return_pid: bool = False) -> str | tuple[str, int]:
         """SIGKILL one Ray worker process (a busy one if any: an actor or task at work)."""
         procs = self.worker_processes()
         busy = [p for p in procs if "IDLE" not in p[1]]
@@ -137,8 +140,20 @@ class LocalRayCluster:
         if not (busy or procs):
             raise RuntimeError("no Ray worker process found")
         pid, title = rng.choice(ours or busy or procs)
-        os.kill(pid, signal.SIGKILL)
-        return title.split()[0]
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:  # it exited between the listing and the kill
+            raise RuntimeError(f"{title.split()[0]} exited before the kill") from None
+        return (title.split()[0], pid) if return_pid else title.split()[0]
+
+    def worker_node_diagnosis(self) -> str:
+        """Why the worker node has no raylet, from its own logs (the last lines that say)."""
+        logs = sorted(self.worker_dir.glob("session_*/logs/raylet.out"))
+        if not logs:
+            return f"no raylet log under {self.worker_dir}"
+        lines = [ln for ln in logs[-1].read_text(errors="replace").splitlines()
+                 if any(k in ln for k in ("dead", "Dead", "exit", "Exit", "FATAL", "Check failed", "SIGTERM"))]
+        return " | ".join(ln[-240:] for ln in lines[-3:]) or "the raylet log says nothing about an exit"
 
     def restart_worker_node(self) -> None:
         """After a raylet kill: clear what is left of the worker node, start a fresh one (new temp dir)."""

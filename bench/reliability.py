@@ -12,7 +12,10 @@ Modes: ``local2`` (LocalExecutor, ``--workers 2``), ``ray`` (a real two-node clu
 with ``ray start``; the driver is what gets killed) and ``ray-workers`` (the same cluster; the
 driver lives, and at the random point one Ray worker process or — every other point — the worker
 node's raylet is SIGKILLed: the run must finish by itself, through Ray's task retries and actor
-restarts, with the same bytes; it is resumed only if it fails, and that is counted). ``--disk-full`` also runs the spec on a small
+restarts, with the same bytes; it is resumed only if it fails, and that is counted). A point
+counts only if its kill landed (the run had not written its manifest, a target was found and
+exited); an attempt that lands none is abandoned and retried (``--attempts``), and a point that
+never lands one is reported as such, never counted as a pass. ``--disk-full`` also runs the spec on a small
 tmpfs: the run must stop with a clear error, leave nothing corrupt, and resume to the same
 bytes once the filesystem is enlarged.
 
@@ -188,52 +191,125 @@ def kill_and_resume(cmd: list[str], env: dict[str, str], out: Path, n_shards: in
             "resume_s": round(time.perf_counter() - t0, 2), "stderr": r.stderr[-1500:] if r.returncode else ""}
 
 
+def _gone(pid: int, timeout: float = 2.0) -> bool:
+    """Whether ``pid`` has exited (a zombie counts: it runs nothing) within ``timeout`` seconds."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def kill_inside(cmd: list[str], env: dict[str, str], out: Path, n_shards: int, phase: str,
                 visits: list[tuple[float, float]], rng: random.Random, cluster: Any, target: str,
                 timeout: float = 600) -> dict[str, Any]:
     """One point of the ``ray-workers`` mode: the driver lives; at a random moment of ``phase``
     one Ray worker process (``target="worker"``) or the worker node's raylet (``"raylet"``) is
     SIGKILLed. The run must finish by itself (task retries, actor restarts); only if it fails is
-    it resumed with the same command (counted)."""
+    it resumed with the same command (counted).
+
+    The kill *landed* only if, at that instant, the run had not written its manifest yet, a
+    target process was found, and it exited after the SIGKILL. An attempt that does not land is
+    abandoned at once (its run is killed: it proves nothing) and the caller tries again; it is
+    never counted as a pass."""
     shutil.rmtree(out, ignore_errors=True)
+    node_note = None
+    if target == "raylet" and not cluster.pids(cluster.worker_dir, "raylet/raylet"):
+        # the worker node must be up before the point starts; if it is not, say why and restart it
+        node_note = f"worker node had no raylet before the point ({cluster.worker_node_diagnosis()}); restarted"
+        cluster.restart_worker_node()
     k = rng.randrange(len(visits)) if visits else 0
     start, end = visits[k] if visits else (0.0, 0.0)
     delay = rng.uniform(0.3, 1.0) * end if phase == PHASES[0] else rng.uniform(0.0, 0.9) * max(end - start, 0.0)
     p = _start(cmd, env)
     deadline = time.perf_counter() + timeout
-    entries, last, killed_in, what = 0, None, None, None
+    entries, last, killed_in, what, why_not, raylet_killed = 0, None, None, None, "the run ended before the phase", False
+    t_kill = None
     while p.poll() is None and time.perf_counter() < deadline:
         ph = phase_of(out, n_shards)
         if ph == phase and last != phase:
             entries += 1
             if entries > k:
                 time.sleep(delay)
-                if p.poll() is None:
-                    killed_in = phase_of(out, n_shards)
+                why_not = "the run ended before the kill"
+                # a target may be missing for an instant (a worker process between tasks): look
+                # again for up to 1 s, as long as the run has not finished
+                look_until = time.perf_counter() + 1.0
+                while p.poll() is None:
+                    now = phase_of(out, n_shards)
+                    if now is None:  # the manifest is written: a kill now would test nothing
+                        why_not = "the manifest was written before the kill"
+                        break
                     try:
-                        what = cluster.kill_worker_process(rng) if target == "worker" else \
-                            f"raylet {cluster.kill_worker_raylet()}"
+                        if target == "worker":
+                            what, pid = cluster.kill_worker_process(rng, return_pid=True)
+                        else:
+                            pid = cluster.kill_worker_raylet()
+                            what, raylet_killed = f"raylet {pid}", True
                     except RuntimeError as e:  # nothing to kill at that instant
-                        killed_in, what = None, str(e)
+                        why_not = str(e)
+                        if time.perf_counter() > look_until:
+                            break
+                        time.sleep(0.02)
+                        continue
+                    if _gone(pid):
+                        killed_in, t_kill = now, time.perf_counter()
+                    else:
+                        why_not = f"{what} (pid {pid}) still running 2 s after SIGKILL"
+                    break
                 break
         last = ph
         time.sleep(0.001)
+    if killed_in is None and p.poll() is None:  # not landed: abandon this attempt at once
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        if raylet_killed:
+            cluster.restart_worker_node()
+        return {"phase": phase, "target": target, "killed": None, "killed_in": None, "not_landed": why_not,
+                "node_note": node_note, "run_rc": None, "resume_rc": None, "stderr": ""}
     try:
         _, err = p.communicate(timeout=max(1.0, deadline - time.perf_counter()))
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         _, err = p.communicate()
     first_rc = p.returncode
+    recovered_s = round(time.perf_counter() - t_kill, 2) if t_kill is not None else None
     resumed = None
-    if first_rc != 0:
+    if first_rc != 0 and killed_in is not None:
         r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
         resumed = r.returncode
         err = r.stderr.encode() if r.returncode else err
-    if target == "raylet" and killed_in is not None:
+    if raylet_killed:  # always: a raylet killed at any instant leaves the worker node dead
         cluster.restart_worker_node()
-    return {"phase": phase, "target": target, "killed": what, "killed_in": killed_in, "run_rc": first_rc,
-            "resume_rc": resumed if resumed is not None else first_rc,
-            "stderr": (err or b"").decode(errors="replace")[-1500:] if (resumed or first_rc) else ""}
+    res = {"phase": phase, "target": target, "killed": what, "killed_in": killed_in, "run_rc": first_rc,
+           "resume_rc": resumed if resumed is not None else first_rc, "finish_after_kill_s": recovered_s,
+           "node_note": node_note,
+           "stderr": (err or b"").decode(errors="replace")[-1500:] if (resumed or first_rc) else ""}
+    if killed_in is None:
+        res["not_landed"] = why_not
+    return res
+
+
+def summarize(mode: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts over the points: only points whose kill landed count (as identical or not)."""
+    landed = [r for r in results if r["killed_in"] is not None]
+    return {
+        "mode": mode,
+        "points": len(results),
+        "killed": len(landed),
+        "not_landed": len(results) - len(landed),
+        "identical": sum(bool(r["identical"]) for r in landed),
+        "lost": sum(r["lost"] or 0 for r in landed),
+        "duplicated": sum(r["duplicated"] or 0 for r in landed),
+        "killed_in": dict(collections.Counter(str(r["killed_in"]) for r in landed)),
+        # ray-workers: runs that finished by themselves after the kill (no resume needed)
+        "finished_without_resume": sum(r.get("run_rc") == 0 for r in landed) if mode == "ray-workers" else None,
+    }
 
 
 def check(out: Path, reference: dict[str, Any], ref_ids: collections.Counter[str]) -> dict[str, Any]:
@@ -251,7 +327,8 @@ def check(out: Path, reference: dict[str, Any], ref_ids: collections.Counter[str
 
 
 def run_points(mode: str, points: int, work: Path, inp: Path, n_shards: int, seed: int,
-               log: Any = print, phases: tuple[str, ...] = PHASES, max_minutes: float = 0.0) -> dict[str, Any]:
+               log: Any = print, phases: tuple[str, ...] = PHASES, max_minutes: float = 0.0,
+               attempts: int = 6) -> dict[str, Any]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cluster = None
     if mode in ("ray", "ray-workers"):
@@ -285,7 +362,7 @@ def run_points(mode: str, points: int, work: Path, inp: Path, n_shards: int, see
                 log(f"[{mode}] stopping after {i} of {points} points: --max-minutes {max_minutes:g} reached")
                 break
             phase = phases[i % len(phases)]
-            for _attempt in range(4):  # a point counts only if the kill landed before the run ended
+            for _attempt in range(attempts):  # a point counts only if its kill landed
                 if mode == "ray-workers":  # alternate: a worker process, the worker node's raylet
                     r = kill_inside(cmd_k, env, out, n_shards, phase, windows.get(phase, []), rng, cluster,
                                     "worker" if i % 2 == 0 else "raylet")
@@ -293,30 +370,26 @@ def run_points(mode: str, points: int, work: Path, inp: Path, n_shards: int, see
                     r = kill_and_resume(cmd_k, env, out, n_shards, phase, windows.get(phase, []), rng)
                 if r["killed_in"] is not None:
                     break
+                log(f"[{mode}] point {i + 1:2d}, attempt {_attempt + 1}: no kill landed "
+                    f"({r.get('not_landed') or r.get('killed') or 'the run ended first'}); trying again")
             r["attempts"] = _attempt + 1
             # the killed run wrote `out` under another name than the reference: compare the
             # manifest with the output location taken out (it is not in the manifest) — equal
-            r.update(check(out, reference, ref_ids))
+            r.update(check(out, reference, ref_ids) if r["killed_in"] is not None else
+                     {"identical": None, "lost": None, "duplicated": None})
             results.append(r)
+            if r["killed_in"] is None:
+                log(f"[{mode}] point {i + 1:2d}/{points}: aimed at {phase!r}: NO KILL LANDED in {attempts} attempts "
+                    f"({r.get('not_landed')}) -> not counted")
+                continue
             what = f"{r['killed']} " if "killed" in r else ""
+            note = f" [{r['node_note']}]" if r.get("node_note") else ""
+            after = f", finished {r['finish_after_kill_s']} s after the kill" if r.get("finish_after_kill_s") is not None else ""
             log(f"[{mode}] point {i + 1:2d}/{points}: aimed at {phase!r}, killed {what}in {r['killed_in']!r} "
-                f"({r.get('markers_at_kill', '-')} markers) -> run rc {r.get('run_rc', '-')}, resume rc {r['resume_rc']}, "
-                f"identical {r['identical']}, lost {r['lost']}, duplicated {r['duplicated']}")
-        killed = [r for r in results if r["killed_in"] is not None]
-        return {
-            "mode": mode,
-            "uninterrupted_s": round(ref_wall, 2),
-            "points": len(results),
-            "points_asked": points,
-            "killed": len(killed),
-            "identical": sum(bool(r["identical"]) for r in results),
-            "lost": sum(r["lost"] or 0 for r in results),
-            "duplicated": sum(r["duplicated"] or 0 for r in results),
-            "killed_in": dict(collections.Counter(str(r["killed_in"]) for r in results)),
-            # ray-workers: runs that finished by themselves after the kill (no resume needed)
-            "finished_without_resume": sum(r.get("run_rc") == 0 for r in results) if mode == "ray-workers" else None,
-            "results": results,
-        }
+                f"({r.get('markers_at_kill', '-')} markers) -> run rc {r.get('run_rc', '-')}, resume rc {r['resume_rc']}"
+                f"{after}, identical {r['identical']}, lost {r['lost']}, duplicated {r['duplicated']}{note}")
+        return {**summarize(mode, results), "uninterrupted_s": round(ref_wall, 2), "points_asked": points,
+                "minutes": round((time.perf_counter() - t_start) / 60, 1), "results": results}
     finally:
         if cluster is not None:
             cluster.stop()
@@ -410,6 +483,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-minutes", type=float, default=0.0,
                     help="start no new kill point after this many minutes of a mode (0: no limit); "
                          "the report counts the points that ran")
+    ap.add_argument("--attempts", type=int, default=6,
+                    help="tries per point to land a kill; a point that never lands one is reported, not counted")
     ap.add_argument("--fingerprint-cost", action="store_true", help="also MB/CPU-s of the input fingerprint vs sha256")
     a = ap.parse_args(argv)
     work = Path(a.work).absolute()
@@ -417,10 +492,12 @@ def main(argv: list[str] | None = None) -> None:
     inp = make_corpus(work / "input", a.docs, a.shards)
     report: dict[str, Any] = {"docs": a.docs, "shards": a.shards, "seed": a.seed, "modes": []}
     for mode in [m for m in a.modes.split(",") if m]:
-        res = run_points(mode, a.points, work, inp, a.shards, a.seed, max_minutes=a.max_minutes)
+        res = run_points(mode, a.points, work, inp, a.shards, a.seed, max_minutes=a.max_minutes,
+                         attempts=a.attempts)
         report["modes"].append(res)
-        print(f"[{mode}] {res['identical']}/{res['points']} resumed runs byte-identical, {res['lost']} lost, "
-              f"{res['duplicated']} duplicated docs; kills by phase: {res['killed_in']}")
+        print(f"[{mode}] {res['killed']} of {res['points']} points landed a kill ({res['not_landed']} did not: "
+              f"not counted); {res['identical']}/{res['killed']} runs byte-identical, {res['lost']} lost, "
+              f"{res['duplicated']} duplicated docs; kills by phase: {res['killed_in']}; {res['minutes']} min")
     if a.disk_full:
         report["disk_full"] = disk_full(work, inp, a.shards)
     if a.fingerprint_cost:

@@ -219,3 +219,18 @@ def test_disk_full_gives_a_clear_error_leaves_nothing_corrupt_and_resumes(tmp_pa
     assert "run the same command again to resume" in res["error"]
     assert res["corrupt_after_enospc"] == []
     assert res["resume_rc"] == 0 and res["identical_after_resume"] is True
+
+
+def test_a_point_whose_kill_never_landed_is_reported_and_not_counted_as_a_pass():
+    """`bench reliability`'s counts: a point with no kill (the run ended first, nothing to kill)
+    is `not_landed`, never `identical`, even though its run finished with the right bytes."""
+    from bench.reliability import summarize
+
+    ok = {"killed_in": "reduce", "identical": True, "lost": 0, "duplicated": 0, "run_rc": 0}
+    missed = {"killed_in": None, "identical": True, "lost": 0, "duplicated": 0, "run_rc": 0,
+              "not_landed": "the manifest was written before the kill"}
+    s = summarize("ray-workers", [ok, missed, dict(ok, killed_in="read")])
+    assert (s["points"], s["killed"], s["not_landed"], s["identical"]) == (3, 2, 1, 2)
+    assert s["killed_in"] == {"reduce": 1, "read": 1} and s["finished_without_resume"] == 2
+    bad = dict(ok, identical=False, lost=3)
+    assert summarize("local2", [bad, missed])["identical"] == 0 and summarize("local2", [bad])["lost"] == 3
