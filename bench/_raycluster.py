@@ -54,6 +54,7 @@ class LocalRayCluster:
         self.port = _free_port()
         self.object_store = object_store_mb * 1024 * 1024
         self.address = ""
+        self._families: dict[str, dict[int, str]] = {}  # node temp dir -> {pid: start time}
 
     def _start(self, args: list[str]) -> None:
         r = subprocess.run([_ray_bin(), "start", *args, "--disable-usage-stats"], env=self.env,
@@ -69,11 +70,14 @@ class LocalRayCluster:
         self.address = (self.head_dir / "ray_current_cluster").read_text().strip()
         if self.head_only:
             self.wait_nodes(1)
+            self.remember(self.head_dir)
             return self
         self._start([f"--address={self.address}", f"--num-cpus={self.worker_cpus}",
                      "--resources", json.dumps({"assay_worker": 1}), f"--temp-dir={self.worker_dir}",
                      f"--object-store-memory={self.object_store}"])
         self.wait_nodes(2)
+        self.remember(self.head_dir)
+        self.remember(self.worker_dir)
         return self
 
     def wait_nodes(self, n: int, timeout: float = 60) -> None:
@@ -102,8 +106,52 @@ class LocalRayCluster:
                 out.append(int(d.name))
         return out
 
+    @staticmethod
+    def with_children(pids: list[int]) -> list[int]:
+        """``pids`` and all their descendants (Ray rewrites its workers' and agents' command lines,
+        so only their parentage ties them to a node)."""
+        parent: dict[int, int] = {}
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+        family, grew = set(pids), True
+        while grew:
+            more = {c for c, pp in parent.items() if pp in family and c not in family}
+            family |= more
+            grew = bool(more)
+        return sorted(family)
+
+    @staticmethod
+    def _started(pid: int) -> str | None:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        except (OSError, IndexError):
+            return None
+
+    def remember(self, node_dir: Path) -> None:
+        """Note a node's processes with their start times: once its raylet is gone, its agents are
+        orphans (parent 1) that nothing else ties to the node."""
+        fam = self._families.setdefault(str(node_dir), {})
+        for p in self.with_children(self.pids(node_dir)):
+            st = self._started(p)
+            if st is not None:
+                fam[p] = st
+
+    def _kill_family(self, node_dir: Path) -> None:
+        self.remember(node_dir)
+        for p, st in self._families.pop(str(node_dir), {}).items():
+            if self._started(p) == st:  # the same process, not a reused pid
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
     def kill_worker_raylet(self) -> int:
         """SIGKILL the worker node's raylet (its actors and object store die with it)."""
+        self.remember(self.worker_dir)
         pids = self.pids(self.worker_dir, "raylet/raylet")
         if not pids:
             raise RuntimeError("no raylet of the worker node found")
@@ -134,6 +182,10 @@ class LocalRayCluster:
     def kill_worker_process(self, rng: random.Random, return_pid: bool = False) -> str | tuple[str, int]:
         """SIGKILL one Ray worker process (a busy one if any: an actor or task at work)."""
         procs = self.worker_processes()
+        # not the node's agents (ray::DashboardAgent, ray::RuntimeEnvAgent): they are daemons of
+        # the node, not worker processes, and a raylet shuts itself down when one dies (killing
+        # one is a raylet kill in disguise, and on the head node the end of the cluster)
+        procs = [p for p in procs if not p[1].split()[0].endswith("Agent")]
         busy = [p for p in procs if "IDLE" not in p[1]]
         # the pipeline's own work first: shard actors (Ray Data's map workers) and reduce tasks
         ours = [p for p in busy if any(k in p[1] for k in ("MapWorker", "_RayShardActor", "_run_reduce_task"))]
@@ -157,20 +209,19 @@ class LocalRayCluster:
 
     def restart_worker_node(self) -> None:
         """After a raylet kill: clear what is left of the worker node, start a fresh one (new temp dir)."""
-        for p in self.pids(self.worker_dir):
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        self._kill_family(self.worker_dir)
         self.worker_dir = self.root / f"w{len(list(self.root.glob('w*')))}"
         self._start([f"--address={self.address}", f"--num-cpus={self.worker_cpus}",
                      "--resources", json.dumps({"assay_worker": 1}), f"--temp-dir={self.worker_dir}",
                      f"--object-store-memory={self.object_store}"])
         self.wait_nodes(2, timeout=180)  # the killed node counts as alive until Ray's health check fails it
+        self.remember(self.worker_dir)
 
     def stop(self) -> None:
+        for node in list(self._families):
+            self._kill_family(Path(node))
         for _ in range(5):
-            pids = self.pids()
+            pids = self.with_children(self.pids())
             if not pids:
                 break
             for p in pids:

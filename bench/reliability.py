@@ -219,7 +219,7 @@ def kill_inside(cmd: list[str], env: dict[str, str], out: Path, n_shards: int, p
     never counted as a pass."""
     shutil.rmtree(out, ignore_errors=True)
     node_note = None
-    if target == "raylet" and not cluster.pids(cluster.worker_dir, "raylet/raylet"):
+    if not cluster.pids(cluster.worker_dir, "raylet/raylet"):
         # the worker node must be up before the point starts; if it is not, say why and restart it
         node_note = f"worker node had no raylet before the point ({cluster.worker_node_diagnosis()}); restarted"
         cluster.restart_worker_node()
