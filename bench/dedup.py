@@ -423,12 +423,17 @@ def _whole_run_worker(side: str, inp: str, out: str, work: str, threshold: float
                       "in_process_cpu_s": time.process_time() - c0}))
 
 
-def whole_run(table: pa.Table, work: Path, threshold: float) -> dict[str, Any]:
-    """assay and datatrove as whole fresh processes on the same docs, one task each per step.
+def whole_run(
+    table: pa.Table, work: Path, threshold: float, peers: tuple[str, ...] = ("datatrove",)
+) -> dict[str, Any]:
+    """assay and each of ``peers`` (datatrove, datajuicer) as whole fresh processes on the same
+    docs, one task each per step.
 
     Wall time from spawn to the last exit and the CPU seconds of each side's whole process tree
-    (:mod:`bench._tree_cpu`, so any worker process counts): both sides pay their interpreter
-    start, imports and set-up (numba cache load / spaCy) inside the timer.
+    (:mod:`bench._tree_cpu`, so any worker process counts): every side pays its interpreter
+    start, imports and set-up (numba cache load / spaCy / Data-Juicer's torch import) inside
+    the timer. Data-Juicer runs as shipped (:data:`DJ_VARIANTS`' first); without its venv the
+    side is recorded with the reason, not dropped.
     """
     from bench._tree_cpu import run_cmd_measured
 
@@ -438,6 +443,8 @@ def whole_run(table: pa.Table, work: Path, threshold: float) -> dict[str, Any]:
     repo = Path(__file__).resolve().parents[1]
     res: dict[str, Any] = {"docs": table.num_rows}
     for side in ("assay", "datatrove"):
+        if side != "assay" and side not in peers:
+            continue
         p = run_cmd_measured(
             [sys.executable, "-m", "bench.dedup", "--worker", side, "--worker-in", str(inp),
              "--worker-out", str(work / f"{side}.npy"), "--worker-dir", str(work / side),
@@ -448,10 +455,23 @@ def whole_run(table: pa.Table, work: Path, threshold: float) -> dict[str, Any]:
         inner = json.loads(p["stdout"].strip().splitlines()[-1])
         res[side] = {"wall_s": wall, "cpu_s": cpu, **inner,
                      "predicted": np.load(work / f"{side}.npy")}
-    a, d = res["assay"], res["datatrove"]
-    res["ratio_cpu"] = d["cpu_s"] / a["cpu_s"]
-    res["ratio_wall"] = d["wall_s"] / a["wall_s"]
-    res["ratio_in_process_cpu"] = d["in_process_cpu_s"] / a["in_process_cpu_s"]
+    if "datajuicer" in peers:
+        why = datajuicer_missing()
+        if why:
+            res["datajuicer"] = {"status": why}
+        else:
+            r = run_datajuicer(table, work / "dj", threshold, **DJ_VARIANTS[0][2])
+            res["datajuicer"] = {"wall_s": r["tree_wall_s"], "cpu_s": r["tree_cpu_s"],
+                                 "in_process_cpu_s": r["cpu_s"], "in_process_wall_s": r["wall_s"],
+                                 "predicted": r["predicted"], "config": r["config"]}
+    a = res["assay"]
+    for side, suffix in (("datatrove", ""), ("datajuicer", "_datajuicer")):
+        d = res.get(side)
+        if d is None or "status" in d:
+            continue
+        res["ratio_cpu" + suffix] = d["cpu_s"] / a["cpu_s"]
+        res["ratio_wall" + suffix] = d["wall_s"] / a["wall_s"]
+        res["ratio_in_process_cpu" + suffix] = d["in_process_cpu_s"] / a["in_process_cpu_s"]
     return res
 
 
@@ -601,6 +621,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--no-datajuicer", action="store_true",
         help="skip Data-Juicer's document_minhash_deduplicator (its rows then say so)",
     )
+    ap.add_argument(
+        "--whole-peers", default="datatrove",
+        help="peers of the whole-run comparison, comma-separated: datatrove, datajuicer",
+    )
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--rss-only", action="store_true", help="only the memory curve")
     ap.add_argument("--sig-only", action="store_true", help="only the signature speed")
@@ -718,7 +742,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.speed_docs:
             m = min(args.speed_docs, n)
             sub = table.take(np.linspace(0, n - 1, m).astype(np.int64))  # spread over the corpus
-            w = whole_run(sub, Path(d) / "whole", args.threshold)
+            w = whole_run(sub, Path(d) / "whole", args.threshold,
+                          tuple(x for x in args.whole_peers.split(",") if x))
             res["whole_run"] = {k: ({kk: vv for kk, vv in v.items() if kk != "predicted"}
                                     if isinstance(v, dict) else v) for k, v in w.items()}
         res["softdedup"] = softdedup_weights(table, Path(d) / "soft")
@@ -749,11 +774,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         w = res["whole_run"]
         print(
             f"whole run, fresh processes, same {w['docs']} docs, one task per step: assay "
-            f"{w['assay']['wall_s']:.1f} s wall / {w['assay']['cpu_s']:.1f} CPU-s, datatrove "
-            f"{w['datatrove']['wall_s']:.1f} s / {w['datatrove']['cpu_s']:.1f} CPU-s -> "
-            f"{w['ratio_cpu']:.1f}x CPU, {w['ratio_wall']:.1f}x wall "
-            f"({w['ratio_in_process_cpu']:.1f}x CPU without interpreter start and imports)"
+            f"{w['assay']['wall_s']:.1f} s wall / {w['assay']['cpu_s']:.1f} CPU-s"
         )
+        for side, suffix in (("datatrove", ""), ("datajuicer", "_datajuicer")):
+            if side not in w:
+                continue
+            if "status" in w[side]:
+                print(f"  {side}: {w[side]['status']}")
+                continue
+            print(
+                f"  {side} {w[side]['wall_s']:.1f} s / {w[side]['cpu_s']:.1f} CPU-s -> "
+                f"{w['ratio_cpu' + suffix]:.1f}x CPU, {w['ratio_wall' + suffix]:.1f}x wall "
+                f"({w['ratio_in_process_cpu' + suffix]:.1f}x CPU without interpreter start and "
+                "imports)"
+            )
     s = res["softdedup"]
     print(
         f"\nSoftDedup weights ({s['wall_s']:.1f} s): quantiles "

@@ -38,3 +38,20 @@ def test_datajuicer_predictions_match_the_truth(raw_docs, tmp_path):
     assert m["recall"] >= 0.95 and m["precision"] >= 0.95, m
     assert r["kept"] == len(texts) - int(r["predicted"].sum()) // 2  # one kept per pair
     assert r["cpu_s"] > 0 and r["tree_cpu_s"] >= r["cpu_s"]
+
+
+def test_whole_run_keeps_a_missing_datajuicer_as_a_reason(monkeypatch, tmp_path, raw_docs):
+    monkeypatch.setattr(bd, "DJ_VENV", tmp_path / "no-venv")
+    texts = [d["text"][:1300] for d in raw_docs[:60]]
+    table = pa.table(
+        {
+            "doc_id": [str(i) for i in range(60)],
+            "text": pa.array(texts, pa.large_string()),
+            "source": ["raw"] * 60,
+            "url": pa.nulls(60, pa.string()),
+        }
+    )
+    res = bd.whole_run(table, tmp_path / "w", 0.8, peers=("datajuicer",))
+    assert "make venv-dj" in res["datajuicer"]["status"]
+    assert "datatrove" not in res and res["assay"]["cpu_s"] > 0
+    assert "ratio_cpu_datajuicer" not in res
