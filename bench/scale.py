@@ -209,9 +209,10 @@ def timeline(folder: Path) -> dict[str, Any]:
 
 
 def run_once(inp: Path, out: Path, workers: int, partitions: int, stages: list[dict[str, Any]],
-             trace: Path | None = None, interval: float = 0.2) -> dict[str, Any]:
-    """One run in a fresh process; ``interval``: how often the sampler reads the pool's peak RSS
-    and CPU (it shares the 2 cores with the run: the 1 -> 2 workers pairs use 0.5 s)."""
+             trace: Path | None = None, interval: float = 0.2, repo: Path = REPO) -> dict[str, Any]:
+    """One run in a fresh process of the code in ``repo``; ``interval``: how often the sampler
+    reads the pool's peak RSS and CPU (it shares the 2 cores with the run: the 1 -> 2 workers
+    pairs use 0.5 s)."""
     spec = {
         "name": "bench-scale",
         "input": {"paths": [str(inp)]},
@@ -219,7 +220,7 @@ def run_once(inp: Path, out: Path, workers: int, partitions: int, stages: list[d
         "execution": {"batch_size": 1000},
         "stages": stages,
     }
-    code = _RUN.format(repo=str(REPO), spec=json.dumps(spec), workers=workers, partitions=partitions, interval=interval)
+    code = _RUN.format(repo=str(repo), spec=json.dumps(spec), workers=workers, partitions=partitions, interval=interval)
     env = dict(os.environ)
     if trace is not None:
         trace.mkdir(parents=True, exist_ok=True)
@@ -349,6 +350,40 @@ def speedup_report(sp: dict[str, Any], per_shard: int) -> str:
     return "\n".join(lines)
 
 
+def compare_trees(inp: Path, docs: int, other: Path, rounds: int, work: Path) -> dict[str, Any]:
+    """2-worker runs of this checkout and of ``other`` on the same corpus, alternating which goes
+    first, each traced: all processes' CPU-s and where each run's time went."""
+    trees = {"this": REPO, "other": other}
+    run_once(work / "warm", work / "warm-out-other", 1, 1, STAGES, repo=other)  # its own numba cache
+    runs: list[dict[str, Any]] = []
+    for k in range(rounds):
+        for name in (("this", "other") if k % 2 == 0 else ("other", "this")):
+            load0, t0 = loadavg(), time.time()
+            r = run_once(inp, work / f"cmp-{name}-{k}", 2, 2, STAGES, work / f"cmp-trace-{name}-{k}", interval=0.5,
+                         repo=trees[name])
+            r.update(tree=name, round=k, load_before=load0, load_after=loadavg(),
+                     started=time.strftime("%H:%M:%S", time.gmtime(t0)))
+            runs.append(r)
+            print(json.dumps(r), file=sys.stderr)
+    return {"docs": docs, "other": str(other), "runs": runs,
+            "same_output": len({r["snapshot_id"] for r in runs}) == 1}
+
+
+def compare_report(cmp: dict[str, Any]) -> str:
+    lines = [f"2 workers, this checkout vs {cmp['other']}, {cmp['docs']:,} docs (same snapshot in all runs: "
+             f"{'yes' if cmp['same_output'] else 'NO'}):"]
+    for r in cmp["runs"]:
+        tl = r.get("timeline", {})
+        ws = tl.get("workers", [])
+        here = tl.get("driver_shards") or {"tasks": 0, "cpu_s": 0.0}
+        lines.append(
+            f"  {r['tree']:5s} round {r['round']} ({r['started']} UTC, load {r['load_before'].split()[0]}): "
+            f"{r['wall_s']:.1f} s, {r['all_cpu_s']:.2f} CPU-s (driver {r['driver_cpu_s']:.2f}, of it {here['cpu_s']:.2f} "
+            f"in {here['tasks']} shards), workers {' / '.join(format(w['cpu_s'], '.2f') for w in ws)} CPU-s, "
+            f"first pool task at {min([w['first_task_at_s'] for w in ws] or [0.0]):.2f} s")
+    return "\n".join(lines)
+
+
 def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -364,6 +399,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--task-docs", type=int, default=0, help="measure reduce task memory over this many docs (0: skip)")
     ap.add_argument("--timeline", action="store_true",
                     help="trace the 2-worker runs (ASSAY_TRACE): when each process worked and waited")
+    ap.add_argument("--compare-tree", default=None, metavar="DIR",
+                    help="instead of the 1 -> 2 pairs: 2-worker runs of this checkout and of DIR (e.g. `git archive "
+                         "REV | tar -x -C DIR`), alternating, traced, on the same corpus (--repeat rounds)")
     ap.add_argument("--json", dest="json_out", help="write the results here too")
     args = ap.parse_args(argv)
     data = Path(args.data)
@@ -395,7 +433,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
         if args.task_docs:
             results["task_memory"] = task_memory(data, args.task_docs, work)
-        if args.speedup_docs:
+        if args.speedup_docs and args.compare_tree:
+            inp = work / f"s{args.speedup_docs}"
+            got = build_corpus(data, args.speedup_docs, args.per_shard, inp)
+            results["compare_tree"] = compare_trees(inp, got, Path(args.compare_tree).resolve(), args.repeat, work)
+            print(compare_report(results["compare_tree"]), file=sys.stderr)
+        elif args.speedup_docs:
             inp = work / f"s{args.speedup_docs}"
             got = build_corpus(data, args.speedup_docs, args.per_shard, inp)
             pairs = []
