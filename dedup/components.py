@@ -59,12 +59,18 @@ def bucket_pairs(band: np.ndarray, key: np.ndarray, node: np.ndarray, max_bucket
     ends = np.r_[brk, n].astype(np.int64)
     big = (ends - starts) >= 2
     starts, ends = starts[big], ends[big]
-    k = _kernels().bucket_pairs
+    from pipeline import _aot
+
+    def k(*args):  # type: ignore[no-untyped-def]
+        r = _aot.call("bucket_pairs", *args)
+        return _kernels().bucket_pairs(*args) if r is NotImplemented else r
+
+    node = np.ascontiguousarray(node, dtype=np.int64)
     empty = np.zeros(0, np.int64)
-    m = k(node, starts, ends, max_bucket, window, old_from, False, empty, empty)
+    m = k(node, starts, ends, int(max_bucket), int(window), int(old_from), False, empty, empty)
     out_a = np.empty(m, np.int64)
     out_b = np.empty(m, np.int64)
-    k(node, starts, ends, max_bucket, window, old_from, True, out_a, out_b)
+    k(node, starts, ends, int(max_bucket), int(window), int(old_from), True, out_a, out_b)
     return out_a, out_b
 
 
@@ -84,7 +90,11 @@ def verify_spanning(a_loc: np.ndarray, b_loc: np.ndarray, n_local: int, flat: np
     parent = np.arange(n_local, dtype=np.int64)
     joined = np.zeros(a_loc.shape[0], dtype=bool)
     stats = np.zeros(2, dtype=np.int64)
-    _kernels().verify_spanning(a_loc, b_loc, flat, offs, float(threshold), bool(verify), parent, joined, stats)
+    from pipeline import _aot
+
+    args = (a_loc, b_loc, flat, offs, float(threshold), bool(verify), parent, joined, stats)
+    if _aot.call("verify_spanning", *args) is NotImplemented:
+        _kernels().verify_spanning(*args)
     return joined, stats
 
 

@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -196,12 +197,12 @@ def warm_up(*names: str) -> float:
     call). A stage warms only what it calls: each cached kernel costs a load in every process.
     Same array kinds as real calls (Arrow buffers are read-only), or numba compiles again."""
     t0 = time.perf_counter()
-    k = _kernels()
     a, b = _coefficients(4, 1)
     raw = np.frombuffer(b"warm up the kernel once", dtype=np.uint8)  # read-only, like Arrow's
     offs = np.frombuffer(np.array([0, raw.size], dtype=np.int64).tobytes(), dtype=np.int64)
     sig = np.empty((1, 4), dtype=np.uint32)
     so = np.empty(2, dtype=np.int64)
+    k: dict[str, Any] = {}
     calls = {
         "signatures": lambda: k["signatures"](raw, offs, _BYTE_CLASS, a, b, 5, sig),
         "signatures_and_sets": lambda: k["signatures_and_sets"](raw, offs, _BYTE_CLASS, a, b, 5, sig, so),
@@ -211,8 +212,13 @@ def warm_up(*names: str) -> float:
         "word_ids": lambda: k["word_ids"](raw, offs, _BYTE_CLASS, np.empty(2, dtype=np.int64)),
         "shingle_hashes": lambda: k["shingle_hashes"](raw, offs, _BYTE_CLASS, 5, np.empty(2, dtype=np.int64)),
     }
+    from pipeline import _aot
+
     for name in names or ALL_KERNELS:
+        if name in _aot.SPECS and _aot.kernels() is not None:
+            continue  # its ahead-of-time compiled copy is used (loaded: no numba at all)
         if name not in _WARM:
+            k.update(_kernels())
             calls[name]()  # KeyError: not a kernel of this module
             _WARM.add(name)
     dt = time.perf_counter() - t0
@@ -256,15 +262,17 @@ def signatures_and_sets(
     texts: pa.Array | pa.ChunkedArray | list[str], params: MinhashParams = DEFAULT_PARAMS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Signatures plus each doc's sorted unique uint32 shingle set (flat values, offsets)."""
-    k = _kernels()
+    from pipeline import _aot
+
     data, offsets = _string_buffers(texts)
     a, b = params.coefficients()
     n = len(offsets) - 1
     sig = np.empty((n, params.num_perm), dtype=np.uint32)
     set_offsets = np.empty(n + 1, dtype=np.int64)
-    flat = k["signatures_and_sets"](
-        data, offsets, _BYTE_CLASS, a, b, params.ngram, sig, set_offsets
-    )  # type: ignore[operator]
+    args = (data, offsets, _BYTE_CLASS, a, b, params.ngram, sig, set_offsets)
+    flat = _aot.call("signatures_and_sets", *args)
+    if flat is NotImplemented:
+        flat = _kernels()["signatures_and_sets"](*args)  # type: ignore[operator]
     return sig, flat, set_offsets
 
 
