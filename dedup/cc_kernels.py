@@ -58,3 +58,22 @@ def verify_spanning(a, b, flat, offs, threshold, verify, parent, joined, stats):
             parent[rb] = ra
         else:
             parent[ra] = rb
+
+
+@nb.njit(cache=True)
+def verify_spanning_sets(a, b, sa, sb, fa, oa, fb, ob, threshold, parent, joined, stats):  # type: ignore[no-untyped-def]
+    """:func:`verify_spanning` with a's sets in (fa, oa) at rows sa, b's in (fb, ob) at rows sb."""
+    for i in range(a.shape[0]):
+        ra = find(parent, a[i])
+        rb = find(parent, b[i])
+        if ra == rb:
+            continue
+        stats[0] += 1
+        if jaccard(fa, oa, sa[i], fb, ob, sb[i]) < threshold:
+            continue
+        stats[1] += 1
+        joined[i] = True
+        if ra < rb:
+            parent[rb] = ra
+        else:
+            parent[ra] = rb

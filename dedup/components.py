@@ -98,6 +98,24 @@ def verify_spanning(a_loc: np.ndarray, b_loc: np.ndarray, n_local: int, flat: np
     return joined, stats
 
 
+def verify_spanning_sets(a_loc: np.ndarray, b_loc: np.ndarray, a_set: np.ndarray, b_set: np.ndarray,
+                         a_flat: np.ndarray, a_offs: np.ndarray, b_flat: np.ndarray, b_offs: np.ndarray,
+                         threshold: float, parent: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """One batch of :func:`verify_spanning` (verified) with the two sides' sets held apart.
+
+    ``a_loc``/``b_loc`` index ``parent`` (the task's union-find, carried across batches, as are
+    ``stats``); ``a_set``/``b_set`` are the rows of each pair's sets in ``a_flat``/``a_offs`` and
+    ``b_flat``/``b_offs``. Returns the mask of this batch's pairs that joined.
+    """
+    joined = np.zeros(a_loc.shape[0], dtype=bool)
+    from pipeline import _aot
+
+    args = (a_loc, b_loc, a_set, b_set, a_flat, a_offs, b_flat, b_offs, float(threshold), parent, joined, stats)
+    if _aot.call("verify_spanning_sets", *args) is NotImplemented:
+        _kernels().verify_spanning_sets(*args)
+    return joined
+
+
 # -- large-star / small-star ----------------------------------------------------------------------
 
 

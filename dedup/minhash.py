@@ -260,8 +260,8 @@ class MinhashDedupStage(BarrierStage):
                         for p in range(P)]
         n_new, n_old = counts[0]
         edges = rc.scratch_dir("edges")
-        ver = yield [ReduceTask(_verify_task, (cand, q, sources, c.threshold, c.verify, edges, P))
-                     for q in range(P)]
+        ver = yield [ReduceTask(_verify_task, (cand, q, sources, c.threshold, c.verify, edges, P,
+                                               VERIFY_BATCH_SHINGLES)) for q in range(P)]
         labels = yield from components_plan(edges, rc.scratch_dir("components"), P)
         members = rc.scratch_dir("members")
         kept = yield [ReduceTask(_keep_task, (labels, r, sources, f"{members}/part-{r:05d}.parquet"))
@@ -282,7 +282,8 @@ class MinhashDedupStage(BarrierStage):
 
         put_json(join(rc.state_dir, "index.json"), json.dumps(info, indent=2, sort_keys=True))
         # how much verification work the partitions did (depends on the partitioning: marker only)
-        return {"pairs_checked": int(sum(v[1] for v in ver)), "pairs_joined": int(sum(v[2] for v in ver))}
+        return {"pairs_checked": int(sum(v[1] for v in ver)), "pairs_joined": int(sum(v[2] for v in ver)),
+                "verify_batches": int(sum(v[3] for v in ver))}
 
     # -- apply --------------------------------------------------------------------------------
 
@@ -446,26 +447,145 @@ def _gather(sources: dict[int, str], nodes: np.ndarray, column: str) -> pa.Array
     return pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
 
 
+def _gather_sets(sources: dict[int, str], nodes: np.ndarray, counts: np.ndarray,
+                 group: np.ndarray, n_groups: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per group, (flat, offsets) of the shingle sets of its nodes (``nodes`` sorted and unique,
+    ``counts`` shingles each, node *i* in group ``group[i]``), all groups read in one pass.
+
+    Each group fills one preallocated array; each source is streamed in record batches of 1024
+    rows (buffered page reads, on this thread), and the Arrow pool's freed pages are handed back
+    after each source: besides the result, about one batch of one source is held — not a whole
+    shard's column, nor what the pool kept of every shard read before (measured: most of the task).
+    """
+    import pyarrow.parquet as pq
+
+    from dedup.components import ROW_BITS, ROW_MASK
+
+    out, wpos = [], np.zeros(n_groups, np.int64)
+    for g in range(n_groups):
+        c = counts[group == g]
+        offs = np.zeros(c.size + 1, np.int64)
+        np.cumsum(c, out=offs[1:])
+        out.append((np.empty(int(offs[-1]), np.uint32), offs))
+    src = nodes >> np.int64(ROW_BITS)
+    pos = 0  # next node to fill
+    for s in np.unique(src).tolist():
+        rows = (nodes[src == s] & np.int64(ROW_MASK)).astype(np.int64)
+        k = start = 0
+        pf = pq.ParquetFile(storage.open_input_file(sources[s]), buffer_size=1 << 20)
+        for batch in pf.iter_batches(batch_size=1024, columns=[SHINGLES], use_threads=False):
+            hi = int(np.searchsorted(rows, start + batch.num_rows))
+            if hi > k:
+                f, o = _sets_of(batch.column(0).take(pa.array(rows[k:hi] - start)))
+                if not np.array_equal(np.diff(o), counts[pos: pos + hi - k]):
+                    raise ValueError(f"artifact {sources[s]}: {N_SHINGLES} disagrees with its {SHINGLES} column")
+                grp = group[pos: pos + hi - k]
+                present = np.unique(grp).tolist()
+                for g in present:
+                    part = f if len(present) == 1 else f[np.repeat(grp == g, np.diff(o))]
+                    out[g][0][wpos[g]: wpos[g] + part.size] = part
+                    wpos[g] += part.size
+                pos += hi - k
+                k = hi
+            start += batch.num_rows
+            if k == rows.size:
+                break
+        del pf
+        pa.default_memory_pool().release_unused()
+        if k != rows.size:
+            raise ValueError(f"artifact {sources[s]} has {start} rows; candidate pairs name row {int(rows[k])}")
+    return out
+
+
+def _counts(sources: dict[int, str], nodes: np.ndarray) -> np.ndarray:
+    """``N_SHINGLES`` of each (sorted, unique) node, one source's column at a time."""
+    import pyarrow.parquet as pq
+
+    from dedup.components import ROW_BITS, ROW_MASK
+
+    out = np.zeros(nodes.size, np.int64)
+    src = nodes >> np.int64(ROW_BITS)
+    for s in np.unique(src).tolist():
+        sel = src == s
+        col = pq.ParquetFile(storage.open_input_file(sources[s])).read(columns=[N_SHINGLES], use_threads=False)
+        out[sel] = col.column(0).to_numpy()[nodes[sel] & np.int64(ROW_MASK)]
+        del col
+    pa.default_memory_pool().release_unused()
+    return out
+
+
+# Resident second-side shingles per verify batch: a quarter of the first side's, and at least this
+# many (16 MB: smaller corpora verify in one batch). Tests set VERIFY_BATCH_SHINGLES to force batches.
+VERIFY_MIN_BATCH_SHINGLES = 1 << 22
+VERIFY_BATCH_SHINGLES = 0  # > 0: this many b-side shingles per batch, whatever the sizes
+
+
 def _verify_task(cand_dir: str, q: int, sources: list[tuple[int, str]], threshold: float, verify: bool,
-                 out_dir: str, partitions: int) -> tuple[int, int, int]:
-    """Step b: this partition's distinct candidate pairs verified; joined pairs become edges."""
-    from dedup.components import _load_inbox, send_undirected, verify_spanning
+                 out_dir: str, partitions: int, batch_shingles: int = 0) -> tuple[int, int, int, int]:
+    """Step b: this partition's distinct candidate pairs verified; joined pairs become edges.
+
+    Pairs come here by their first node, so the first nodes are this partition's share of the
+    candidate documents, while the second nodes spread over all partitions. The first nodes'
+    shingle sets are loaded once; the other second nodes are split by node range into batches of
+    at most ``max(first nodes' shingles / 4, VERIFY_MIN_BATCH_SHINGLES)`` shingles (or
+    ``batch_shingles`` if > 0), one batch's sets resident at a time, so the task holds about
+    1.25 times its own share instead of all the documents its pairs touch. One union-find runs over
+    all batches: a pair is skipped only when verified pairs already joined its two documents,
+    so the edges span exactly the components of the verified graph, whatever the batches.
+    Returns (candidate pairs, pairs checked, pairs joined, batches).
+    """
+    from dedup.components import _load_inbox, send_undirected, verify_spanning, verify_spanning_sets
 
     a, b = _load_inbox(cand_dir, q)
     n_cand = int(a.size)
     if n_cand == 0:
         send_undirected(out_dir, a, b, partitions, f"from-{q:05d}")
-        return 0, 0, 0
+        return 0, 0, 0, 0
     nodes = np.unique(np.r_[a, b])
     la = np.searchsorted(nodes, a).astype(np.int64)
     lb = np.searchsorted(nodes, b).astype(np.int64)
-    if verify:
-        flat, offs = _sets_of(_gather(dict(sources), nodes, SHINGLES))
-    else:
+    if not verify:
         flat, offs = np.zeros(1, np.uint32), np.zeros(nodes.size + 1, np.int64)
-    joined, stats = verify_spanning(la, lb, nodes.size, flat, offs, threshold, verify)
+        joined, stats = verify_spanning(la, lb, nodes.size, flat, offs, threshold, verify)
+        send_undirected(out_dir, a[joined], b[joined], partitions, f"from-{q:05d}")
+        return n_cand, int(stats[0]), int(stats[1]), 1
+    src = dict(sources)
+    first = a[np.r_[True, a[1:] != a[:-1]]]  # a is sorted
+    is_first = np.zeros(nodes.size, bool)
+    is_first[np.searchsorted(nodes, first)] = True
+    counts = _counts(src, nodes)
+    rest, n_rest = nodes[~is_first], counts[~is_first]
+    a_side = int(counts[is_first].sum())
+    budget = batch_shingles if batch_shingles > 0 else max(a_side // 4, VERIFY_MIN_BATCH_SHINGLES)
+    rest_batch = (np.cumsum(n_rest) - n_rest) // budget  # contiguous node ranges
+    n_batches = int(rest_batch[-1]) + 1 if rest.size else 0
+    b_first = is_first[lb]
+    pair_batch = np.full(n_cand, -1, np.int64)
+    pair_batch[~b_first] = rest_batch[np.searchsorted(rest, b[~b_first])]
+    parent = np.arange(nodes.size, dtype=np.int64)
+    stats = np.zeros(2, np.int64)
+    joined = np.zeros(n_cand, bool)
+    sa = np.searchsorted(first, a).astype(np.int64)
+    # one pass reads the first nodes' sets and the first batch's (group 1), later batches their own
+    node_group = np.where(is_first, 0, 2)
+    node_group[~is_first] = np.where(rest_batch == 0, 1, 2)
+    first_batch = node_group < 2
+    (fa, oa), (fb, ob) = _gather_sets(src, nodes[first_batch], counts[first_batch], node_group[first_batch], 2)
+    del node_group, first_batch
+    sel = np.flatnonzero(b_first)  # both sets are the first side's
+    joined[sel] = verify_spanning_sets(la[sel], lb[sel], sa[sel], np.searchsorted(first, b[sel]).astype(np.int64),
+                                       fa, oa, fa, oa, threshold, parent, stats)
+    for g in range(n_batches):
+        in_g = rest_batch == g
+        members = rest[in_g]
+        if g > 0:
+            del fb, ob
+            ((fb, ob),) = _gather_sets(src, members, n_rest[in_g], np.zeros(members.size, np.int64), 1)
+        sel = np.flatnonzero(pair_batch == g)
+        joined[sel] = verify_spanning_sets(la[sel], lb[sel], sa[sel], np.searchsorted(members, b[sel]).astype(np.int64),
+                                           fa, oa, fb, ob, threshold, parent, stats)
     send_undirected(out_dir, a[joined], b[joined], partitions, f"from-{q:05d}")
-    return n_cand, int(stats[0]), int(stats[1])
+    return n_cand, int(stats[0]), int(stats[1]), n_batches + 1
 
 
 _MEMBER_SCHEMA = pa.schema([

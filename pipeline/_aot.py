@@ -50,6 +50,10 @@ SPECS: dict[str, tuple[str, str, tuple[Any, ...], Any]] = {
     "verify_spanning": ("dedup.cc_kernels", "verify_spanning",
                         (_A("i8"), _A("i8"), _A("u4"), _A("i8"), "float64", "boolean", _A("i8"), _A("?"), _A("i8")),
                         "none"),
+    "verify_spanning_sets": ("dedup.cc_kernels", "verify_spanning_sets",
+                             (_A("i8"), _A("i8"), _A("i8"), _A("i8"), _A("u4"), _A("i8"), _A("u4"), _A("i8"),
+                              "float64", _A("i8"), _A("?"), _A("i8")),
+                             "none"),
     "count_words": ("pipeline._wordcount", "count_words", (_A("u1"), _A("i8")), "int64"),
 }
 

@@ -86,6 +86,27 @@ def test_bucket_pairs_and_verify_are_the_jit_results(aot) -> None:  # type: igno
     assert all(np.array_equal(x, y) for x, y in zip(*got, strict=True))
 
 
+def test_verify_with_two_set_arrays_is_the_jit_result(aot) -> None:  # type: ignore[no-untyped-def]
+    from dedup import cc_kernels as cc
+
+    rng = np.random.default_rng(5)
+    sets = [np.unique(rng.integers(0, 30, rng.integers(10, 30))).astype(np.uint32) for _ in range(300)]
+    fa, fb = np.concatenate(sets[:100]), np.concatenate(sets[100:])
+    oa = np.r_[0, np.cumsum([s.size for s in sets[:100]])].astype(np.int64)
+    ob = np.r_[0, np.cumsum([s.size for s in sets[100:]])].astype(np.int64)
+    sa = rng.integers(0, 100, 2000).astype(np.int64)
+    sb = rng.integers(0, 200, 2000).astype(np.int64)
+    got = []
+    for k in (aot.verify_spanning_sets, cc.verify_spanning_sets):
+        parent = np.arange(300, dtype=np.int64)
+        joined = np.zeros(2000, bool)
+        stats = np.zeros(2, np.int64)
+        k(sa, sb + 100, sa, sb, fa, oa, fb, ob, 0.6, parent, joined, stats)
+        got.append((parent, joined, stats))
+    assert got[0][1].any() and not got[0][1].all()
+    assert all(np.array_equal(x, y) for x, y in zip(*got, strict=True))
+
+
 def test_call_takes_only_the_declared_kinds(aot) -> None:  # type: ignore[no-untyped-def]
     data = np.frombuffer(b"a b  c", np.uint8)
     offs = np.array([0, 6], np.int64)

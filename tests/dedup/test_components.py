@@ -117,6 +117,44 @@ def test_partitioned_reduce_gives_the_single_process_clusters(real_neardups: pa.
     assert all(ids[pos] == c for c, pos in first.items())
 
 
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_verify_in_many_batches_gives_the_same_clusters_and_bytes(real_neardups: pa.Table, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  partitions: int) -> None:
+    """Second nodes' shingles verified a small batch at a time: the same clusters, the same state bytes."""
+    import dedup.minhash as mh
+    from pipeline.reduce import context_for, drive
+
+    stage = MinhashDedupStage({"mode": "annotate"})
+    stage.setup()
+    step = -(-real_neardups.num_rows // 4)
+    parts = [real_neardups.slice(i, step) for i in range(0, real_neardups.num_rows, step)]
+    paths = []
+    for i, p in enumerate(parts):
+        paths.append(tmp_path / f"art-{i}.parquet")
+        pq.write_table(stage.map(p, StageContext("m", shard_index=i)), paths[-1], row_group_size=97)
+
+    def reduce(name: str, batch: int) -> tuple[dict, dict[str, bytes], list]:  # type: ignore[type-arg]
+        monkeypatch.setattr(mh, "VERIFY_BATCH_SHINGLES", batch)
+        marker = drive(stage.reduce_plan(context_for(paths, tmp_path / name, partitions)))
+        files = {f.relative_to(tmp_path / name).as_posix(): f.read_bytes() for f in (tmp_path / name).rglob("*")
+                 if f.is_file()}
+        stage.load_state(tmp_path / name)
+        labels = [c for i, p in enumerate(parts)
+                  for c in stage.process(p, StageContext("m", shard_index=i)).column("dedup.cluster").to_pylist()]
+        return marker, files, labels
+
+    one, one_files, one_labels = reduce("one", 0)
+    many, many_files, many_labels = reduce("many", 20000)
+    assert one["verify_batches"] <= 2 * partitions  # the second nodes' sets fit the default batch
+    assert many["verify_batches"] >= one["verify_batches"] + 2 * partitions  # really split
+    ref = _partition_of(_reference_clusters(real_neardups, stage).tolist())
+    assert sum(len(g) > 1 for g in ref) > 50
+    assert _partition_of(many_labels) == ref == _partition_of(one_labels)
+    assert many_labels == one_labels
+    assert many_files.keys() == one_files.keys() and many_files == one_files
+
+
 def test_same_record_twice_in_a_shard_is_never_dropped_twice(real_neardups: pa.Table, tmp_path: Path) -> None:
     part = real_neardups.slice(0, 300)
     twice = pa.concat_tables([part, part.slice(0, 40)])  # the same 40 records (same doc_id) again
