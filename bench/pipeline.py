@@ -33,8 +33,10 @@ def _lid_model_path() -> str:
 
 
 def run_assay(files: list[str], out: str, workers: int, split: int = 1,
-              lid_max_chars: int | None = 10_000, write_dropped: bool = False) -> dict[str, Any]:
-    """assay's pipeline; ``lid_max_chars=None`` reads the whole page for LID, as datatrove does.
+              lid_max_chars: int | None = 10_000, write_dropped: bool = False,
+              repetition: bool = False) -> dict[str, Any]:
+    """assay's pipeline; ``lid_max_chars=None`` reads the whole page for LID, as datatrove does;
+    ``repetition``: Gopher repetition before Gopher quality (the issue's pipeline).
     ``wall_s`` is the pipeline's own wall time, in this process (for CPU see :func:`measured`)."""
     from pipeline.run import run_spec
     from pipeline.spec import PipelineSpec
@@ -49,6 +51,7 @@ def run_assay(files: list[str], out: str, workers: int, split: int = 1,
             {"kind": "extract.html", "engine": "resiliparse"},
             {"kind": "lid.fasttext", "max_chars": lid_max_chars},
             {"kind": "filter.lang", "languages": ["en"], "min_score": 0.65},
+            *([{"kind": "filter.gopher_repetition"}] if repetition else []),
             {"kind": "filter.gopher_quality"},
             {"kind": "dedup.exact"},
         ],
@@ -80,7 +83,7 @@ def _resiliparse_extractor() -> Any:
 
 
 def run_datatrove(files: list[str], work: str, workers: int, extractor: str,
-                  explain: bool = False) -> dict[str, Any]:
+                  explain: bool = False, repetition: bool = False) -> dict[str, Any]:
     """datatrove's pipeline, one task per file. ``explain``: exclusion writers record why each
     dropped page was dropped (an untimed diagnostic run)."""
     work = Path(work)
@@ -92,7 +95,7 @@ def run_datatrove(files: list[str], work: str, workers: int, extractor: str,
         ExactFindDedups,
     )
     from datatrove.pipeline.extractors import Trafilatura
-    from datatrove.pipeline.filters import GopherQualityFilter, LanguageFilter
+    from datatrove.pipeline.filters import GopherQualityFilter, GopherRepetitionFilter, LanguageFilter
     from datatrove.pipeline.readers import ParquetReader, WarcReader
     from datatrove.pipeline.writers import JsonlWriter, ParquetWriter
 
@@ -114,6 +117,7 @@ def run_datatrove(files: list[str], work: str, workers: int, extractor: str,
             WarcReader(str(inp), glob_pattern="*.warc*"),
             ext,
             lang_filter,
+            *([GopherRepetitionFilter(exclusion_writer=excl("gopher_rep"))] if repetition else []),
             GopherQualityFilter(exclusion_writer=excl("gopher")),
             ParquetWriter(str(work / "mid")),
             ExactDedupSignature(output_folder=str(work / "sigs"), config=cfg),
@@ -147,13 +151,13 @@ def run_datatrove(files: list[str], work: str, workers: int, extractor: str,
     return {"wall_s": wall, "docs_out": out_rows, "tasks": tasks, "per_step": per_step}
 
 
-def measured(func: str, **kwargs: Any) -> dict[str, Any]:
+def measured(func: str, env: dict[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
     """``func`` (``run_assay`` / ``run_datatrove``) in a fresh process; ``cpu_s`` is the CPU of
     that process and every process it started (workers, forkserver, managers), see
     :mod:`bench._tree_cpu`. Start-up and imports are inside on both sides."""
     from bench._tree_cpu import run_measured
 
-    r = run_measured(f"bench.pipeline:{func}", kwargs)
+    r = run_measured(f"bench.pipeline:{func}", kwargs, env)
     r["cpu_s"] = r.pop("tree_cpu_s")
     return r
 
@@ -307,8 +311,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--no-explain", action="store_true", help="skip the kept-set diff")
     ap.add_argument("--explain-only", action="store_true",
                     help="only the kept-set diff (untimed reruns of the equal-work pair), no timings")
+    ap.add_argument("--repetition", action="store_true",
+                    help="Gopher repetition before Gopher quality on both sides (the issue's pipeline); "
+                         "adds an assay row with the word sharing off (ASSAY_SHARE_WORDS=0); needs --no-explain")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
+    if args.repetition and not (args.no_explain and not args.explain_only):
+        raise SystemExit("--repetition: add --no-explain (the kept-set diff is for the default pipeline)")
+    rp = {"repetition": True} if args.repetition else {}
     files = sorted(Path(args.input).glob("*.warc*"))
     if not files:
         raise SystemExit(f"no WARC files in {args.input}")
@@ -333,23 +343,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # timed runs load compiled kernels as any second run does, instead of compiling them
         # (datatrove has no JIT to pay); both settings, on the smallest file
         warm = min(files, key=lambda f: f.stat().st_size)
-        measured("run_assay", files=[str(warm)], out=str(tmp / "warm-eq"), workers=1, split=1, lid_max_chars=None)
-        measured("run_assay", files=[str(warm)], out=str(tmp / "warm-sh"), workers=1, split=1, lid_max_chars=10_000)
+        measured("run_assay", files=[str(warm)], out=str(tmp / "warm-eq"), workers=1, split=1, lid_max_chars=None,
+                 **rp)
+        measured("run_assay", files=[str(warm)], out=str(tmp / "warm-sh"), workers=1, split=1, lid_max_chars=10_000,
+                 **rp)
         # equal work: one shard per file (= datatrove's one task per file), LID on the whole page;
         # each side in a fresh process, CPU over its whole process tree; pairs run back to back
         res["assay_equal"] = measured("run_assay", files=fs, out=str(tmp / "assay-eq"), workers=args.workers,
-                                      split=1, lid_max_chars=None)
+                                      split=1, lid_max_chars=None, **rp)
+        if args.repetition:  # the same, each Gopher stage splitting the words itself
+            import os
+
+            res["assay_equal_split_twice"] = measured(
+                "run_assay", env={**os.environ, "ASSAY_SHARE_WORDS": "0"}, files=fs,
+                out=str(tmp / "assay-eq2"), workers=args.workers, split=1, lid_max_chars=None, **rp)
         if "resiliparse" in extractors:
             res["datatrove_resiliparse"] = measured("run_datatrove", files=fs, work=str(tmp / "dt-resiliparse"),
-                                                    workers=args.workers, extractor="resiliparse")
+                                                    workers=args.workers, extractor="resiliparse", **rp)
             _pair(res, "assay_equal", "datatrove_resiliparse")
         _dump(args.json, res)
         # as shipped: input.split and LID on the first 10,000 characters
         res["assay_shipped"] = measured("run_assay", files=ss, out=str(tmp / "assay"), workers=args.workers,
-                                        split=args.split, lid_max_chars=10_000)
+                                        split=args.split, lid_max_chars=10_000, **rp)
         if "trafilatura" in extractors:
             res["datatrove_trafilatura"] = measured("run_datatrove", files=ss, work=str(tmp / "dt-trafilatura"),
-                                                    workers=args.workers, extractor="trafilatura")
+                                                    workers=args.workers, extractor="trafilatura", **rp)
             _pair(res, "assay_shipped", "datatrove_trafilatura")
         _dump(args.json, res)
         if not args.no_explain and "resiliparse" in extractors:
@@ -363,6 +381,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{'pipeline':<50}{'pages':>7}{'shards':>7}{'wall s':>8}{'CPU s':>8}{'pages/CPU-s':>12}{'kept':>6}"
           f"{'ratio wall':>11}{'ratio CPU':>10}")
     rows = [("assay, equal work (LID whole page, split 1)", "assay_equal", docs)]
+    if "assay_equal_split_twice" in res:
+        rows.append(("assay, equal work, words split twice", "assay_equal_split_twice", docs))
     if "resiliparse" in extractors:
         rows.append(("datatrove + resiliparse (extractor held equal)", "datatrove_resiliparse", docs))
     rows.append((f"assay as shipped (LID 10k chars, split {args.split})", "assay_shipped", docs_s))
