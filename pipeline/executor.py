@@ -324,6 +324,10 @@ def _pool_run(args: tuple[int, int, str, bool]) -> dict[str, Any]:
         return _WORKER.run(*args)
 
 
+def _pool_noop() -> None:
+    """Submitted first to a new pool: its submission returns once the first worker exists."""
+
+
 def _pool_reduce(task: ReduceTask) -> tuple[Any, str]:
     with _trace.span("worker", f"reduce {task.fn.__module__.rsplit('.', 1)[-1]}.{task.fn.__name__}"):
         return run_traced(task)
@@ -599,9 +603,10 @@ class LocalExecutor(BaseExecutor):
                                tasks: list[tuple[int, int, str, bool]]) -> Iterator[dict[str, Any]]:
         """The first tasks of a pool: its first worker exists only once the fork server has
         preloaded (~1 s, serial: pipeline.preload), so while a thread waits for it this process
-        runs shards itself, from the far end of the list; once the pool is up every task left
-        goes to it and this process only collects. Which process ran a shard changes nothing in
-        its bytes (a shard task is a pure function of its inputs)."""
+        runs shards itself, from the far end of the list (all of them, if the pool takes that
+        long); once the pool is up every task left goes to it and this process only collects.
+        Which process ran a shard changes nothing in its bytes (a shard task is a pure function
+        of its inputs)."""
         import queue
         import threading
 
@@ -615,19 +620,15 @@ class LocalExecutor(BaseExecutor):
 
         def feed() -> None:
             try:
-                with lock:
-                    first = left.pop(0) if left else None
-                if first is None:
-                    return
-                # returns once the fork server has forked the first worker (after its preload)
-                futures = [pool.submit(_pool_run, first)]
+                # returns once the fork server has forked the first worker (after its preload);
+                # a no-op, so that every shard stays free for this process until then
+                pool.submit(_pool_noop)
                 self._pool_up = True
                 with lock:
                     rest, left[:] = ([] if stop.is_set() else list(left)), []
                 up.set()
-                futures += [pool.submit(_pool_run, t) for t in rest]
-                for f in futures:
-                    f.add_done_callback(results.put)
+                for t in rest:
+                    pool.submit(_pool_run, t).add_done_callback(results.put)
             except BaseException as e:  # noqa: BLE001 - re-raised by the driver below
                 results.put(e)
             finally:
