@@ -239,7 +239,7 @@ def _iter_words(paths: list[str]):  # type: ignore[no-untyped-def]
     for path in paths:
         pf = parquet_file(path)
         for rg in range(pf.num_row_groups):
-            t = pf.read_row_group(rg)
+            t = pf.read_row_group(rg, use_threads=False)
             col = t.column(WORDS).combine_chunks()
             offs = col.offsets.to_numpy().astype(np.int64)
             words = col.values.to_numpy().astype(np.uint32, copy=False)
@@ -289,12 +289,14 @@ def _score(group: list[tuple[int, str]], merged: list[str], ngram: int, smoothin
     from pipeline.reduce import join, load_npy, write_scratch_table
 
     k = _kernels()
-    parts = [load_npy(m) for m in merged]
-    table = np.empty((parts[0].shape[0], sum(p.shape[1] for p in parts)), dtype=np.uint32)
+    parts: list[np.ndarray | None] = [load_npy(m) for m in merged]
+    table = np.empty((parts[0].shape[0], sum(p.shape[1] for p in parts)), dtype=np.uint32)  # type: ignore[union-attr]
     col = 0
-    for p in parts:
+    for i, p in enumerate(parts):
+        assert p is not None
         table[:, col : col + p.shape[1]] = p
         col += p.shape[1]
+        parts[i] = p = None  # each part dropped once copied (a local part: its mapped pages too)
     del parts
     n_has = 0
     for shard, path in group:
@@ -313,6 +315,8 @@ def _score(group: list[tuple[int, str]], merged: list[str], ngram: int, smoothin
             "logp": pa.array(lp, pa.float64()),
             CLUSTER_SIZE: pa.array(np.concatenate(sizes) if sizes else np.zeros(0), pa.float64()),
         }))
+        del ids, logp, sizes
+        pa.default_memory_pool().release_unused()  # else the pool keeps pages of every shard read
     return n_has
 
 
