@@ -667,6 +667,8 @@ def _collect_task(member_files: list[str], group: list[tuple[int, str]], state_d
         # a server-side copy on an object store)
         if not (is_local(state_dir) and is_local(artifact)):
             storage.copy_file(artifact, join(state_dir, "index", f"part-{shard:05d}.parquet"))
+            del parts, t
+            pa.default_memory_pool().release_unused()
             continue
         dest = Path(state_dir) / "index" / f"part-{shard:05d}.parquet"
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -677,6 +679,8 @@ def _collect_task(member_files: list[str], group: list[tuple[int, str]], state_d
         except OSError:
             shutil.copyfile(artifact, tmp)
         tmp.replace(dest)
+        del parts, t
+        pa.default_memory_pool().release_unused()  # else the pool keeps pages of every shard's read
 
 
 def _merge_repeated_ids(t: pa.Table) -> pa.Table:

@@ -244,6 +244,8 @@ def _iter_words(paths: list[str]):  # type: ignore[no-untyped-def]
             offs = col.offsets.to_numpy().astype(np.int64)
             words = col.values.to_numpy().astype(np.uint32, copy=False)
             yield words, offs, t
+        pf = t = col = None
+        pa.default_memory_pool().release_unused()  # else the pool keeps pages of every shard read
 
 
 def _count(paths: list[str], ngram: int, depth: int, width_log2: int, bounds: list[int], outs: list[str]) -> int:
