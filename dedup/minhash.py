@@ -53,6 +53,7 @@ from pydantic import Field, model_validator
 from pipeline import schema, storage
 from pipeline.storage import Loc
 from pipeline.registry import register
+from pipeline.spec import SpecError
 from pipeline.stage import PathField, BarrierStage, Resources, StageConfig, StageContext
 
 #: each doc's shingle set, sorted unique uint32, as the bytes of the array (little-endian; a
@@ -124,6 +125,12 @@ class MinhashDedupConfig(StageConfig):
                 f"num_perm={self.num_perm}; lower them or raise num_perm"
             )
         return self
+
+
+class CorruptIndexError(SpecError):
+    """An index part (of an ``against`` snapshot) or a map artifact whose columns disagree
+    (truncated, altered, another configuration's): the job stops with this one line, printed by
+    ``assay run`` / ``assay dedup minhash`` like any :class:`SpecError`, instead of a traceback."""
 
 
 def _find_index(snapshot: str) -> Loc:
@@ -244,9 +251,13 @@ class MinhashDedupStage(BarrierStage):
         c = self.config
         olds = [_find_index(s) for s in c.against]
         for o in olds:
-            meta = IndexMeta.read(o)
+            try:
+                meta = IndexMeta.read(o)
+            except (OSError, ValueError, KeyError, TypeError) as e:  # /1, unknown format, bad index.json
+                msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise SpecError(f"against: index {o} cannot be used: {msg}") from None
             if (meta.params, meta.bands, meta.rows) != (self.params, self.bands, self.rows):
-                raise ValueError(
+                raise SpecError(
                     f"against: index {o} was built with {meta.params}, {meta.bands} bands x "
                     f"{meta.rows} rows; this stage uses {self.params}, {self.bands} x {self.rows}. "
                     "Use the same num_perm/ngram/seed/bands/rows (or threshold) as that job."
@@ -354,6 +365,8 @@ def _sets_of(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     offs = np.frombuffer(b.buffers()[1], dtype=np.int64)[b.offset: b.offset + len(b) + 1]
     data = b.buffers()[2]
     raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    if np.any(offs % 4):
+        raise CorruptIndexError(f"a {SHINGLES} value is not a whole number of uint32 shingles (corrupt index or artifact)")
     flat = raw[offs[0]: offs[-1]].view("<u4").astype(np.uint32, copy=False)
     return flat, (offs - offs[0]) // 4
 
@@ -387,7 +400,7 @@ def _bucket_task(sources: list[tuple[int, str]], part: int, partitions: int, ban
         for t in _row_groups(path, [BANDS, N_SHINGLES]):
             fsb = t.column(BANDS).combine_chunks()
             if fsb.type.byte_width != 8 * bands:
-                raise ValueError(
+                raise CorruptIndexError(
                     f"artifact {path} holds {fsb.type.byte_width // 8} bands, expected {bands}"
                     "; artifacts from another configuration? delete the run folder's _work"
                 )
@@ -476,9 +489,12 @@ def _gather_sets(sources: dict[int, str], nodes: np.ndarray, counts: np.ndarray,
         for batch in pf.iter_batches(batch_size=1024, columns=[SHINGLES], use_threads=False):
             hi = int(np.searchsorted(rows, start + batch.num_rows))
             if hi > k:
-                f, o = _sets_of(batch.column(0).take(pa.array(rows[k:hi] - start)))
+                try:
+                    f, o = _sets_of(batch.column(0).take(pa.array(rows[k:hi] - start)))
+                except CorruptIndexError as e:
+                    raise CorruptIndexError(f"artifact {sources[s]}: {e}") from None
                 if not np.array_equal(np.diff(o), counts[pos: pos + hi - k]):
-                    raise ValueError(f"artifact {sources[s]}: {N_SHINGLES} disagrees with its {SHINGLES} column")
+                    raise CorruptIndexError(f"artifact {sources[s]}: {N_SHINGLES} disagrees with its {SHINGLES} column")
                 grp = group[pos: pos + hi - k]
                 present = np.unique(grp).tolist()
                 for g in present:
@@ -493,7 +509,7 @@ def _gather_sets(sources: dict[int, str], nodes: np.ndarray, counts: np.ndarray,
         del pf
         pa.default_memory_pool().release_unused()
         if k != rows.size:
-            raise ValueError(f"artifact {sources[s]} has {start} rows; candidate pairs name row {int(rows[k])}")
+            raise CorruptIndexError(f"artifact {sources[s]} has {start} rows; candidate pairs name row {int(rows[k])}")
     return out
 
 

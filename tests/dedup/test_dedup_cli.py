@@ -82,6 +82,45 @@ def test_against_naming_no_usable_index_fails_in_one_line(against: str, tmp_path
     assert len(lines) == 1 and "against:" in lines[0] and "Traceback" not in r.output, r.output
 
 
+def _corrupt_shingles(snap: Path) -> None:
+    """Drop the last byte of every shingle set in the index's first part (a truncated copy)."""
+    import pyarrow as pa
+
+    (part, *_) = sorted(snap.glob("state/*/index/part-*.parquet"))
+    t = pq.read_table(part)
+    i = t.schema.get_field_index("shingles")
+    col = t.column(i).combine_chunks()
+    t = t.set_column(i, "shingles", pa.array([v[:-1] if v else v for v in col.to_pylist()], col.type))
+    pq.write_table(t, part)
+
+
+def _bad_format(snap: Path) -> None:
+    (meta,) = snap.glob("state/*/index.json")
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "format": "assay.minhash-index/99"}))
+
+
+@pytest.mark.parametrize("damage, extra, words", [
+    (None, ["--num-perm", "64"], "was built with"),  # another configuration's index
+    (_bad_format, [], "cannot be used"),  # an index.json of a format this code cannot read
+    (_corrupt_shingles, [], "not a whole number"),  # an index part altered after the fact
+])
+def test_an_unusable_against_index_fails_in_one_line(copyright_rows: list[dict], tmp_path: Path,
+                                                     damage, extra: list[str], words: str) -> None:
+    _registry_or_skip()
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("".join(json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in copyright_rows[:120]))
+    b.write_text("".join(json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in copyright_rows[100:200]))
+    run = CliRunner()
+    assert run.invoke(dedup, ["minhash", str(a), str(tmp_path / "snap1")]).exit_code == 0
+    if damage is not None:
+        damage(tmp_path / "snap1")
+    r = run.invoke(dedup, ["minhash", str(b), str(tmp_path / "out"), "--against", str(tmp_path / "snap1"), *extra])
+    assert r.exit_code == 1, (r.output, r.exception)
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("Error:")]
+    assert len(lines) == 1 and words in lines[0], r.output
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
 _AS_ASSAY = (  # `python -m pipeline.cli ...` as the process's main module, reporting pandas at exit
     "import atexit, runpy, sys; "
     "atexit.register(lambda: print('pandas imported:', 'pandas' in sys.modules)); "
