@@ -153,6 +153,15 @@ def build(d: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _say(msg: str) -> None:
+    """One line on stderr, above any progress bar that is showing."""
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None and hasattr(tqdm, "tqdm"):
+        tqdm.tqdm.write(msg, file=sys.stderr)
+    else:
+        print(msg, file=sys.stderr, flush=True)
+
+
 def kernels() -> ModuleType | None:
     """The AOT module (built on first use), or None: then use the JIT kernels."""
     if "mod" in _STATE:
@@ -166,6 +175,8 @@ def kernels() -> ModuleType | None:
                 mod = _load(d) if d.exists() else None
                 if mod is None and not (d.parent / f"{key}.failed").exists():
                     try:
+                        _say(f"assay: compiling the dedup kernels once for this machine (~10 s) into {d}"
+                             " (ASSAY_AOT=0 skips it)")
                         build(d)
                     except Exception as e:  # noqa: BLE001 - no compiler, pycc missing...: JIT it is
                         d.parent.mkdir(parents=True, exist_ok=True)
