@@ -27,6 +27,10 @@ from typing import Any
 
 from pipeline.service.catalog import Catalog, jobs
 
+#: how often a running job's completion markers are read into a progress event (seconds); a job
+#: that ends between two reads still sends its final counts as one last progress event
+PROGRESS_INTERVAL_S = float(os.environ.get("ASSAY_PROGRESS_INTERVAL_S", "0.5"))
+
 
 class Scrubber:
     """Replaces server paths in text with what a client may see.
@@ -171,18 +175,19 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("segment %d (%s): %d/%d shard(s) done", s["index"], ", ".join(s["stages"]) or "read",
                          s["shards_done"], s["shards_total"])
 
+        sent: dict[str, str | None] = {"blob": None}  # the last progress sent as an event
+
         def monitor() -> None:
-            last: str | None = None
-            while not stop.wait(0.5):
+            while not stop.wait(PROGRESS_INTERVAL_S):
                 try:
                     prog = read_progress(work, n_shards, segments)
                     blob = json.dumps(prog, sort_keys=True)
                     now = time.time()
-                    if blob != last:
+                    if blob != sent["blob"]:
                         catalog.update_job(args.job_id, progress=blob, heartbeat_at=now)
                         catalog.add_event(args.job_id, "progress", {k: v for k, v in prog.items() if k != "shards"})
                         log_segments(prog)
-                        last = blob
+                        sent["blob"] = blob
                     else:
                         catalog.update_job(args.job_id, heartbeat_at=now)
                 except Exception:  # noqa: BLE001 - progress is best effort; the job goes on
@@ -195,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         t.join(5)
         final = read_progress(work, n_shards, segments)
         log_segments(final)  # a job faster than the monitor's poll still logs every segment
+        if not t.is_alive() and json.dumps(final, sort_keys=True) != sent["blob"]:
+            # ... and its followers still get the final counts as a progress event
+            catalog.add_event(args.job_id, "progress", {k: v for k, v in final.items() if k != "shards"})
         stats_path = work / "stats.json"
         stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
         folder = publish(root, work, manifest)

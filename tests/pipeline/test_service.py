@@ -134,6 +134,25 @@ def test_events_stream_resumes_by_last_event_id(tmp_path: Path, inputs: Path, ca
         assert [int(e[0]) for e in rest if e[0]] == [i for i in ids if i > mid]
 
 
+def test_a_job_faster_than_the_progress_poll_still_sends_its_final_progress(tmp_path: Path, inputs: Path,
+                                                                           monkeypatch):
+    monkeypatch.setenv("ASSAY_PROGRESS_INTERVAL_S", "60")  # the job ends long before the first poll
+    app = create_app(tmp_path / "svc", [inputs])
+    _, tok = app.state.catalog.create_token("t", "submit")
+    h = auth(tok)
+    with TestClient(app) as c:
+        jid = c.post("/v1/jobs", json={"input": {"paths": ["docs-000.jsonl"]}, "stages": [{"kind": "dedup.exact"}]},
+                     headers=h).json()["id"]
+        assert wait_job(c.get, jid, h)["status"] == "succeeded"
+        with c.stream("GET", f"/v1/jobs/{jid}/events", headers=h) as r:
+            events = [ln.partition(":")[2].strip() for ln in r.iter_lines() if ln.startswith(("event:", "data:"))]
+    kinds, datas = events[0::2], events[1::2]
+    assert kinds.count("progress") == 1, kinds
+    prog = json.loads(datas[kinds.index("progress")])
+    assert prog["fraction"] == 1.0 and prog["stats_so_far"]["docs_in"] > 0, prog
+    assert kinds.index("progress") < len(kinds) - 2 and kinds[-2:] == ["state", "end"], kinds
+
+
 def test_token_cli_roles_and_revoke(tmp_path: Path):
     from tests.pipeline.svc_util import cli
 
