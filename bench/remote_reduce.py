@@ -25,6 +25,7 @@ object store's; compare them with the local run of the same command, not across 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -32,7 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 BARRIERS = ("dedup.exact", "dedup.minhash", "dedup.softdedup", "filter.threshold")
@@ -176,6 +177,24 @@ def task_memory(data: Path, sizes: list[int], tmp: Path, s3_root: str, parts_lis
     return {"rows": list(rows.values()), "growth_mb_per_million_partition_docs": growth}
 
 
+@contextlib.contextmanager
+def _moto_bucket(exe: Path) -> Iterator[None]:
+    """moto's S3 server on a loopback port with an empty bucket ``bench``, this process's
+    environment pointing at it (set before any fork server starts: its children inherit it)."""
+    from pipeline import storage
+    from tests.s3server import S3_ENV, free_port, loopback_server
+
+    port = free_port()
+    with loopback_server([str(exe), "-H", "127.0.0.1", "-p", str(port)], port, "moto_server"):
+        os.environ.update({**S3_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"})
+        storage._filesystem.cache_clear()
+        import pyarrow.fs as pafs
+
+        pafs.S3FileSystem(access_key="testing", secret_key="testing", region="us-east-1", scheme="http",
+                          endpoint_override=f"127.0.0.1:{port}", allow_bucket_creation=True).create_dir("bench")
+        yield
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="assay bench remote_reduce", description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=REPO / ".." / "shared" / "data" / "pretrain_raw.jsonl.zst")
@@ -195,23 +214,14 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--task-docs: every size must be at least 1, got {a.task_docs!r}")
     sys.path.insert(0, str(REPO))
     from bench.scale import build_corpus
-    from pipeline import storage
-    from tests.s3server import S3_ENV, free_port, loopback_server, moto_server_bin
+    from tests.s3server import moto_server_bin
 
     exe = moto_server_bin()
     if exe is None:
         raise SystemExit("moto_server not found: run `make venv-moto`")
     if task_sizes:
         with tempfile.TemporaryDirectory(prefix="assay-remote-tm-") as tmp:
-            port = free_port()
-            with loopback_server([str(exe), "-H", "127.0.0.1", "-p", str(port)], port, "moto_server"):
-                # before the fork server starts: its children inherit this environment
-                os.environ.update({**S3_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"})
-                storage._filesystem.cache_clear()
-                import pyarrow.fs as pafs
-
-                pafs.S3FileSystem(access_key="testing", secret_key="testing", region="us-east-1", scheme="http",
-                                  endpoint_override=f"127.0.0.1:{port}", allow_bucket_creation=True).create_dir("bench")
+            with _moto_bucket(exe):
                 tm = task_memory(a.data, task_sizes, Path(tmp), "s3://bench")
         print(f"{'barrier':16} {'P':>2} {'store':>5} " + " ".join(f"{'MB @' + str(n):>10}" for n in task_sizes)
               + "  growth MB per million docs of a partition")
@@ -228,14 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         inp = Path(tmp) / "in"
         res["docs_in"] = build_corpus(a.data, a.docs, a.per_shard, inp)
         res["local"] = _run(inp, str(Path(tmp) / "out"), a.workers, a.partitions)
-        port = free_port()
-        with loopback_server([str(exe), "-H", "127.0.0.1", "-p", str(port)], port, "moto_server"):
-            os.environ.update({**S3_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"})
-            storage._filesystem.cache_clear()
-            import pyarrow.fs as pafs
-
-            pafs.S3FileSystem(access_key="testing", secret_key="testing", region="us-east-1", scheme="http",
-                              endpoint_override=f"127.0.0.1:{port}", allow_bucket_creation=True).create_dir("bench")
+        with _moto_bucket(exe):
             res["s3"] = _run(inp, "s3://bench/out", a.workers, a.partitions)
     res["same_output"] = res["local"]["snapshot_id"] == res["s3"]["snapshot_id"]
     res["driver_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

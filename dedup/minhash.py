@@ -137,8 +137,6 @@ def _find_index(snapshot: str) -> Loc:
     """The MinHash index folder inside a snapshot (``state/<name>/index.json``): a local folder
     or a URL (``s3://…``, ``gs://…``), read through :mod:`pipeline.storage`. A value that names
     no usable index (missing, unreadable, an unknown scheme) is a one-line ``SpecError``."""
-    from pipeline.spec import SpecError
-
     try:
         root = storage.as_loc(snapshot)
         if storage.is_file(root / "index.json"):
