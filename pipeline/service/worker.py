@@ -29,7 +29,18 @@ from pipeline.service.catalog import Catalog, jobs
 
 #: how often a running job's completion markers are read into a progress event (seconds); a job
 #: that ends between two reads still sends its final counts as one last progress event
-PROGRESS_INTERVAL_S = float(os.environ.get("ASSAY_PROGRESS_INTERVAL_S", "0.5"))
+def _progress_interval() -> float:
+    raw = os.environ.get("ASSAY_PROGRESS_INTERVAL_S", "0.5")
+    try:
+        v = float(raw)
+    except ValueError:
+        raise SystemExit(f"ASSAY_PROGRESS_INTERVAL_S: expected seconds (e.g. 0.5), got {raw!r}") from None
+    if not 0.05 <= v <= 3600:  # nan fails too; 0 or less would poll the catalog in a busy loop
+        raise SystemExit(f"ASSAY_PROGRESS_INTERVAL_S: expected 0.05 to 3600 seconds, got {raw!r}")
+    return v
+
+
+PROGRESS_INTERVAL_S = _progress_interval()
 
 
 class Scrubber:

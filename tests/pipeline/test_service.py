@@ -153,6 +153,18 @@ def test_a_job_faster_than_the_progress_poll_still_sends_its_final_progress(tmp_
     assert kinds.index("progress") < len(kinds) - 2 and kinds[-2:] == ["state", "end"], kinds
 
 
+@pytest.mark.parametrize("bad", ["abc", "0", "-1", "nan"])
+def test_a_bad_progress_interval_is_one_line_naming_the_variable(bad: str):
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", "import pipeline.service.worker"], capture_output=True, text=True,
+                       env={**os.environ, "ASSAY_PROGRESS_INTERVAL_S": bad}, timeout=60)
+    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0, r.stderr
+    assert r.stderr.startswith("ASSAY_PROGRESS_INTERVAL_S:") and "Traceback" not in r.stderr
+
+
 def test_token_cli_roles_and_revoke(tmp_path: Path):
     from tests.pipeline.svc_util import cli
 
