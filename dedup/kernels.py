@@ -167,14 +167,28 @@ def radix_sort(a, b, m, cnt):  # type: ignore[no-untyped-def]
         a, b = b, a
 
 
-@nb.njit(cache=True)
-def signatures(data, offsets, table, a, b, ngram, sig):  # type: ignore[no-untyped-def]
-    n_docs = offsets.shape[0] - 1
+@nb.njit(cache=True, inline="always")
+def _max_doc_len(offsets):  # type: ignore[no-untyped-def]
     maxlen = 1
-    for d in range(n_docs):
+    for d in range(offsets.shape[0] - 1):
         ln = offsets[d + 1] - offsets[d]
         if ln > maxlen:
             maxlen = ln
+    return maxlen
+
+
+@nb.njit(cache=True, inline="always")
+def _grown(flat, pos, cap):  # type: ignore[no-untyped-def]
+    # a copy of flat[:pos] in a new array of cap items (same dtype)
+    out = np.empty(cap, dtype=flat.dtype)
+    out[:pos] = flat[:pos]
+    return out
+
+
+@nb.njit(cache=True)
+def signatures(data, offsets, table, a, b, ngram, sig):  # type: ignore[no-untyped-def]
+    n_docs = offsets.shape[0] - 1
+    maxlen = _max_doc_len(offsets)
     wh = np.empty(maxlen + 4, dtype=np.uint64)  # two halves: see doc_word_hashes
     sh = np.empty(maxlen // 2 + 2, dtype=np.uint64)
     for d in range(n_docs):
@@ -186,11 +200,7 @@ def signatures(data, offsets, table, a, b, ngram, sig):  # type: ignore[no-untyp
 @nb.njit(cache=True)
 def signatures_and_sets(data, offsets, table, a, b, ngram, sig, set_offsets):  # type: ignore[no-untyped-def]
     n_docs = offsets.shape[0] - 1
-    maxlen = 1
-    for d in range(n_docs):
-        ln = offsets[d + 1] - offsets[d]
-        if ln > maxlen:
-            maxlen = ln
+    maxlen = _max_doc_len(offsets)
     wh = np.empty(maxlen + 4, dtype=np.uint64)  # two halves: see doc_word_hashes
     sh = np.empty(maxlen // 2 + 2, dtype=np.uint64)
     top = np.empty(maxlen // 2 + 2, dtype=np.uint32)
@@ -209,9 +219,7 @@ def signatures_and_sets(data, offsets, table, a, b, ngram, sig, set_offsets):  #
         if m > 0:
             if pos + m > cap:
                 cap = max(2 * cap, pos + m)
-                grown = np.empty(cap, dtype=np.uint32)
-                grown[:pos] = flat[:pos]
-                flat = grown
+                flat = _grown(flat, pos, cap)
             for j in range(m):
                 top[j] = np.uint32(sh[j] >> u64(32))
             radix_sort(top, scratch, m, counts)
@@ -259,11 +267,7 @@ def jaccard_pairs(flat, offs, left, right, out):  # type: ignore[no-untyped-def]
 @nb.njit(cache=True)
 def word_ids(data, offsets, table, out_offsets):  # type: ignore[no-untyped-def]
     n_docs = offsets.shape[0] - 1
-    maxlen = 1
-    for d in range(n_docs):
-        ln = offsets[d + 1] - offsets[d]
-        if ln > maxlen:
-            maxlen = ln
+    maxlen = _max_doc_len(offsets)
     wh = np.empty(maxlen + 4, dtype=np.uint64)  # two halves: see doc_word_hashes
     total = 0
     for d in range(n_docs):
@@ -283,11 +287,7 @@ def word_ids(data, offsets, table, out_offsets):  # type: ignore[no-untyped-def]
 @nb.njit(cache=True)
 def shingle_hashes(data, offsets, table, ngram, out_offsets):  # type: ignore[no-untyped-def]
     n_docs = offsets.shape[0] - 1
-    maxlen = 1
-    for d in range(n_docs):
-        ln = offsets[d + 1] - offsets[d]
-        if ln > maxlen:
-            maxlen = ln
+    maxlen = _max_doc_len(offsets)
     wh = np.empty(maxlen + 4, dtype=np.uint64)  # two halves: see doc_word_hashes
     cap = max(1024, (offsets[n_docs] - offsets[0]) // 5)
     flat = np.empty(cap, dtype=np.uint64)
@@ -297,9 +297,7 @@ def shingle_hashes(data, offsets, table, ngram, out_offsets):  # type: ignore[no
         nw = doc_word_hashes(data, offsets[d], offsets[d + 1], wh, table)
         if pos + nw > cap:
             cap = max(2 * cap, pos + nw)
-            grown = np.empty(cap, dtype=np.uint64)
-            grown[:pos] = flat[:pos]
-            flat = grown
+            flat = _grown(flat, pos, cap)
         m = shingles_of(wh, nw, ngram, flat[pos:])
         pos += m
         out_offsets[d + 1] = pos
@@ -350,61 +348,21 @@ def try_pair(u, v, parent, n_new, fa, oa, fb, ob, threshold, verify, stats):  # 
 def process_band(
     nodes, keys, parent, n_new, fa, oa, fb, ob, threshold, verify, max_bucket, window, stats
 ):  # type: ignore[no-untyped-def]
+    # A bucket of up to max_bucket nodes tries all its pairs; a larger one tries each node with
+    # the bucket's first node and with the next `window` nodes (same order as all pairs: x, then y).
     n = nodes.shape[0]
     s = 0
     while s < n:
         e = s + 1
         while e < n and keys[e] == keys[s]:
             e += 1
-        m = e - s
-        if m >= 2:
-            if m <= max_bucket:
-                for x in range(s, e):
-                    for y in range(x + 1, e):
-                        try_pair(
-                            nodes[x],
-                            nodes[y],
-                            parent,
-                            n_new,
-                            fa,
-                            oa,
-                            fb,
-                            ob,
-                            threshold,
-                            verify,
-                            stats,
-                        )
-            else:
-                for x in range(s, e):
-                    if x > s:
-                        try_pair(
-                            nodes[s],
-                            nodes[x],
-                            parent,
-                            n_new,
-                            fa,
-                            oa,
-                            fb,
-                            ob,
-                            threshold,
-                            verify,
-                            stats,
-                        )
-                    ye = min(e, x + 1 + window)
-                    for y in range(x + 1, ye):
-                        try_pair(
-                            nodes[x],
-                            nodes[y],
-                            parent,
-                            n_new,
-                            fa,
-                            oa,
-                            fb,
-                            ob,
-                            threshold,
-                            verify,
-                            stats,
-                        )
+        big = e - s > max_bucket
+        for x in range(s, e):
+            if big and x > s:
+                try_pair(nodes[s], nodes[x], parent, n_new, fa, oa, fb, ob, threshold, verify, stats)
+            ye = min(e, x + 1 + window) if big else e
+            for y in range(x + 1, ye):
+                try_pair(nodes[x], nodes[y], parent, n_new, fa, oa, fb, ob, threshold, verify, stats)
         s = e
 
 
@@ -424,12 +382,7 @@ def gram_hash(words, j, n):  # type: ignore[no-untyped-def]
     h = u64(0xCBF29CE484222325)
     for i in range(n):
         h = (h ^ u64(words[j + i])) * u64(0x100000001B3)
-    h ^= h >> u64(33)
-    h *= u64(0xFF51AFD7ED558CCD)
-    h ^= h >> u64(33)
-    h *= u64(0xC4CEB9FE1A85EC53)
-    h ^= h >> u64(33)
-    return h
+    return fmix64(h)
 
 
 @nb.njit(cache=True, inline="always")
