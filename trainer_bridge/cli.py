@@ -186,6 +186,18 @@ def _config(snapshot: str, out: str, kw: dict[str, Any]) -> Any:
     return TrainConfig(snapshot=snapshot, out_dir=out, model=model, **kw)
 
 
+def _train(snapshot: str, out: str, kw: dict[str, Any]) -> None:
+    """Build the config and the trainer (their errors are usage errors), train, print the summary."""
+    try:
+        cfg = _config(snapshot, out, kw)
+        from trainer_bridge.trainer import Trainer
+
+        trainer = Trainer(cfg)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    _summary(trainer.run())
+
+
 def _summary(r: dict[str, Any]) -> None:
     out = {k: r[k] for k in ("tokens_per_s", "mfu", "params", "device", "checkpoint")}
     out["final_loss"] = r["loss"][-1] if r["loss"] else None
@@ -251,14 +263,7 @@ def pretrain(snapshot: str, out: str, remote_token: str | None = None, **kw: Any
             snapshot = str(pull_snapshot(snapshot, token=remote_token))
         except (RemoteError, ValueError) as e:
             raise click.UsageError(str(e)) from None
-    try:
-        cfg = _config(snapshot, out, kw)
-        from trainer_bridge.trainer import Trainer
-
-        trainer = Trainer(cfg)  # loader and config errors are usage errors
-    except ValueError as e:
-        raise click.UsageError(str(e)) from None
-    _summary(trainer.run())
+    _train(snapshot, out, kw)
 
 
 @train.command("distill")
@@ -307,15 +312,7 @@ def distill(snapshot: str, out: str, **kw: Any) -> None:
 
     The teacher must share the student's tokenizer: pass --tokenizer TEACHER_FOLDER for a
     Hugging Face teacher (e.g. SmolLM2 from `assay train smollm2`)."""
-
-    try:
-        cfg = _config(snapshot, out, kw)
-        from trainer_bridge.trainer import Trainer
-
-        trainer = Trainer(cfg)  # loader and config errors are usage errors
-    except ValueError as e:
-        raise click.UsageError(str(e)) from None
-    _summary(trainer.run())
+    _train(snapshot, out, kw)
 
 
 @train.command("smollm2")
