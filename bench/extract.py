@@ -16,8 +16,6 @@ extract, the whole per-page work of ``extract.html``.
 
 from __future__ import annotations
 
-import argparse
-import io
 import json
 import re
 import sys
@@ -27,22 +25,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from bench._common import DEFAULT_DATA, add_out, bench_parser, jsonl_zst_lines, write_json
 _WORD = re.compile(r"\w+")
 
 
 def load_pages(data_dir: Path, limit: int | None = None) -> list[dict[str, Any]]:
     """Pages with both raw HTML (from the WARCs) and a ``main_text`` reference, by URL."""
-    import zstandard
     from fastwarc.warc import ArchiveIterator, WarcRecordType
 
     refs: dict[str, dict[str, Any]] = {}
-    with open(data_dir / "html_pages_sample.jsonl.zst", "rb") as f:
-        for line in io.TextIOWrapper(
-            zstandard.ZstdDecompressor().stream_reader(f), encoding="utf-8"
-        ):
-            d = json.loads(line)
-            refs[d["url"]] = d
+    for line in jsonl_zst_lines(data_dir / "html_pages_sample.jsonl.zst"):
+        d = json.loads(line)
+        refs[d["url"]] = d
     pages: list[dict[str, Any]] = []
     for warc in sorted((data_dir / "warc").glob("*.warc.gz")):
         with open(warc, "rb") as f:
@@ -173,10 +167,9 @@ def format_table(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="assay bench extract", description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
+    ap = bench_parser("assay bench extract", __doc__)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N pages")
-    ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    add_out(ap)
     args = ap.parse_args(argv)
     results = run(args.data, args.limit)
     print(f"{results['pages']} pages; generators: {results['generators']}")
@@ -187,9 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(results))
     for name, r in results["engines"].items():
         print(f"{name}: F1 by generator {r['f1_by_generator']}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.out, results)
     return 0
 
 

@@ -21,8 +21,6 @@ run through ``extract.html`` (what the filters see in a pipeline).
 
 from __future__ import annotations
 
-import argparse
-import io
 import json
 import random
 import sys
@@ -32,22 +30,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from bench._common import DEFAULT_DATA, add_out, bench_parser, jsonl_zst_lines, write_json
 
 FILTERS = ("gopher_quality", "gopher_repetition", "c4", "fineweb")
 
 
 def load_docs(data_dir: Path, n_raw: int, n_pages: int, seed: int = 0) -> list[tuple[str, str]]:
     """(origin, text) pairs: a random sample of the raw corpus plus extracted WARC pages."""
-    import zstandard
-
     docs: list[tuple[str, str]] = []
     if n_raw:
-        with open(data_dir / "pretrain_raw.jsonl.zst", "rb") as f:
-            lines = io.TextIOWrapper(
-                zstandard.ZstdDecompressor().stream_reader(f), encoding="utf-8"
-            )
-            texts = [json.loads(line)["text"] for line in lines]
+        lines = jsonl_zst_lines(data_dir / "pretrain_raw.jsonl.zst")
+        texts = [json.loads(line)["text"] for line in lines]
         rng = random.Random(seed)
         docs += [("pretrain_raw", t) for t in rng.sample(texts, min(n_raw, len(texts)))]
     if n_pages:
@@ -252,12 +245,7 @@ STAGE_KINDS = (
 
 def stage_sample(data_dir: Path, mb: float, seed: int, path: Path) -> float:
     """Whole documents of ``pretrain_raw`` in a seeded random order, up to ``mb`` MB of JSONL."""
-    import zstandard
-
-    with open(data_dir / "pretrain_raw.jsonl.zst", "rb") as f:
-        lines = list(
-            io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(f), encoding="utf-8")
-        )
+    lines = list(jsonl_zst_lines(data_dir / "pretrain_raw.jsonl.zst"))
     random.Random(seed).shuffle(lines)
     n = 0
     with open(path, "w", encoding="utf-8") as out:
@@ -432,12 +420,11 @@ def format_table(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="assay bench filters", description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
+    ap = bench_parser("assay bench filters", __doc__)
     ap.add_argument("--raw", type=int, default=2000, help="documents sampled from pretrain_raw")
     ap.add_argument("--pages", type=int, default=1500, help="WARC pages, extracted")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    add_out(ap)
     ap.add_argument(
         "--stage-mb",
         type=float,
@@ -483,9 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  saving: {a['both'] - b['both']:.2f} CPU-s of the two stages "
               f"({100 * (1 - b['both'] / a['both']):.0f}%), "
               f"{a['command'] - b['command']:.2f} CPU-s of the command")
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(res, indent=2) + "\n")
+        write_json(args.out, res)
         return 0
     if args.stage_mb:
         roots = {"now": Path(__file__).resolve().parents[1]}
@@ -505,9 +490,7 @@ def main(argv: list[str] | None = None) -> int:
                 + " | ".join(f"{res['mb_per_cpu_s'][lb][kind]:.1f}" for lb in roots)
                 + " |"
             )
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(res, indent=2) + "\n")
+        write_json(args.out, res)
         return 0
     results = run(args.data, args.raw, args.pages, args.seed)
     print(f"{results['docs']} docs ({results['origins']}), {results['chars'] / 1e6:.1f} M chars")
@@ -517,9 +500,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "c4":
             line += f"; kept texts identical {100 * r['output_text_identical']:.2f}%"
         print(line)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.out, results)
     return 0
 
 

@@ -26,8 +26,6 @@ docs/BENCHMARKS.md, docs/benchmarks/filters.md.
 
 from __future__ import annotations
 
-import argparse
-import io
 import json
 import sys
 import time
@@ -38,23 +36,19 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from bench._common import add_out, bench_parser, jsonl_zst_lines, write_json
 
 
 def load_pages(data_dir: Path, mb: float) -> list[str]:
     """The first ``mb`` MB (UTF-8) of ``pretrain_raw``'s texts, in file order."""
-    import zstandard
-
     texts: list[str] = []
     size = 0
-    with open(data_dir / "pretrain_raw.jsonl.zst", "rb") as fh:
-        reader = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(fh), encoding="utf-8")
-        for line in reader:
-            t = json.loads(line)["text"]
-            texts.append(t)
-            size += len(t.encode())
-            if size >= mb * 1e6:
-                break
+    for line in jsonl_zst_lines(data_dir / "pretrain_raw.jsonl.zst"):
+        t = json.loads(line)["text"]
+        texts.append(t)
+        size += len(t.encode())
+        if size >= mb * 1e6:
+            break
     return texts
 
 
@@ -311,8 +305,7 @@ def format_results(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="assay bench lid_pii", description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
+    ap = bench_parser("assay bench lid_pii", __doc__)
     ap.add_argument("--mb", type=float, default=20.0, help="MB of pretrain_raw pages")
     ap.add_argument("--only", choices=["lid", "pii", "stages"], default=None)
     ap.add_argument(
@@ -324,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         default=Path("/tmp/assay-bench-lid-pii"),
         help="scratch folder for the `assay stage` runs (removed afterwards)",
     )
-    ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    add_out(ap)
     args = ap.parse_args(argv)
     texts = load_pages(args.data, args.mb)
     results: dict[str, Any] = {"command": "assay bench lid_pii " + " ".join(argv or sys.argv[1:])}
@@ -335,9 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "stages"):
         results["stage_commands"] = bench_stage_commands(texts, args.workdir, args.repeat)
     print(format_results(results))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.out, results)
     return 0
 
 
