@@ -46,18 +46,24 @@ def _kept(snap: Path) -> list[str]:
     return sorted(i for s in m["shards"] for i in pq.read_table(snap / s["path"], columns=["doc_id"]).column(0).to_pylist())
 
 
-def test_v1_index_error_names_the_fix_then_migration_gives_the_current_result(copyright_rows, tmp_path: Path):
+def _snapshots(rows: list[dict], tmp_path: Path) -> tuple[CliRunner, Path, Path, Path]:
+    """snap1 = minhash of rows[:300]; ref = minhash of b = rows[250:500] against snap1;
+    old = a copy of snap1 to rewrite. Returns the runner, b, old and old's index folder."""
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    _write(copyright_rows[:300], a)
-    _write(copyright_rows[250:500], b)
+    _write(rows[:300], a)
+    _write(rows[250:500], b)
     run = CliRunner()
     assert run.invoke(dedup, ["minhash", str(a), str(tmp_path / "snap1")]).exit_code == 0
     ref = run.invoke(dedup, ["minhash", str(b), str(tmp_path / "ref"), "--against", str(tmp_path / "snap1")])
     assert ref.exit_code == 0, ref.output
-
     old = tmp_path / "old"
     shutil.copytree(tmp_path / "snap1", old)
     (state,) = (p.parent for p in (old / "state").glob("*/index.json"))
+    return run, b, old, state
+
+
+def test_v1_index_error_names_the_fix_then_migration_gives_the_current_result(copyright_rows, tmp_path: Path):
+    run, b, old, state = _snapshots(copyright_rows, tmp_path)
     _to_v1(state)
     r = run.invoke(dedup, ["minhash", str(b), str(tmp_path / "fails"), "--against", str(old)])
     assert r.exit_code == 1, (r.output, r.exception)
@@ -91,16 +97,7 @@ def _to_v2(state: Path) -> None:
 
 
 def test_v2_index_with_list_shingle_sets_is_read_as_it_is(copyright_rows, tmp_path: Path):
-    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    _write(copyright_rows[:300], a)
-    _write(copyright_rows[250:500], b)
-    run = CliRunner()
-    assert run.invoke(dedup, ["minhash", str(a), str(tmp_path / "snap1")]).exit_code == 0
-    ref = run.invoke(dedup, ["minhash", str(b), str(tmp_path / "ref"), "--against", str(tmp_path / "snap1")])
-    assert ref.exit_code == 0, ref.output
-    old = tmp_path / "old"
-    shutil.copytree(tmp_path / "snap1", old)
-    (state,) = (p.parent for p in (old / "state").glob("*/index.json"))
+    run, b, old, state = _snapshots(copyright_rows, tmp_path)
     _to_v2(state)
     assert pa.types.is_large_list(pq.read_schema(next((state / "index").glob("*.parquet"))).field("shingles").type)
     r = run.invoke(dedup, ["minhash", str(b), str(tmp_path / "new"), "--against", str(old)])
