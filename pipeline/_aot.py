@@ -57,6 +57,34 @@ SPECS: dict[str, tuple[str, str, tuple[Any, ...], Any]] = {
     "count_words": ("pipeline._wordcount", "count_words", (_A("u1"), _A("i8")), "int64"),
 }
 
+#: the text filters' kernels (``pipeline.filters._wordkernels``: the words of Gopher quality and
+#: repetition, their statistics), a second module with its own key: building or changing one
+#: group does not rebuild the other. A list is a tuple of results.
+_U1, _I8, _U4, _U8, _F8 = _A("u1"), _A("i8"), _A("u4"), _A("u8"), _A("f8")
+WORD_MODULE = "_assay_aot_words"
+_WK = "pipeline.filters._wordkernels"
+WORD_SPECS: dict[str, tuple[str, str, tuple[Any, ...], Any]] = {
+    "chunk_bounds": (_WK, "chunk_bounds", (_U1, _I8, _I8), [_I8, _I8, _I8]),
+    "split_chunks": (_WK, "split_chunks",
+                     (_U1, _I8, _I8, _I8, _U1, _U8, _U4, _U8, _U1, _I8, _U1, _I8, _A("u8", 2), _I8),
+                     [_I8, _I8, _U1, _I8]),
+    "cache_put": (_WK, "cache_put", (_A("u8", 2), _I8, _U8, _U8), "none"),
+    "hash_spans": (_WK, "hash_spans", (_U1, _I8, _I8), _U8),
+    "expand": (_WK, "expand", (_I8, _I8, _U1, _I8, _I8, _I8, _I8), [_I8, _I8, _I8]),
+    "quality_stats": (_WK, "quality_stats", (_U1, _I8, _I8, _I8, _U1, _U1, _U1, _I8), _A("i8", 2)),
+    "char_counts": (_WK, "char_counts", (_U1, _I8, _I8), _A("i8", 2)),
+    "repetition": (_WK, "repetition", (_U1, _I8, _I8, _I8, _I8, _I8, _F8, _I8, _F8), _I8),
+    "repetition_lines": (_WK, "repetition_lines", (_U1, _I8, _I8), _A("i8", 2)),
+}
+_WORD_SOURCES = ("pipeline/filters/_wordkernels.py", "pipeline/filters/_wordtables.py", "pipeline/_aot.py")
+
+#: group -> (module name, specs, source files in its key, what it compiles: for the message)
+_GROUPS: dict[str, tuple[str, dict[str, tuple[str, str, tuple[Any, ...], Any]], tuple[str, ...], str]] = {
+    "dedup": (MODULE, SPECS, _SOURCES, "the dedup kernels"),
+    "words": (WORD_MODULE, WORD_SPECS, _WORD_SOURCES, "the text filters' word kernels"),
+}
+_GROUP_OF = {name: g for g, (_, specs, _, _) in _GROUPS.items() for name in specs}
+
 _STATE: dict[str, Any] = {}
 
 
@@ -71,7 +99,7 @@ def _cpu_flags() -> str | None:
     return None
 
 
-def _key() -> str | None:
+def _key(sources: tuple[str, ...] = _SOURCES) -> str | None:
     flags = _cpu_flags()
     if flags is None or not sys.platform.startswith("linux"):
         return None
@@ -82,7 +110,7 @@ def _key() -> str | None:
     except Exception:  # noqa: BLE001 - numba not installed: nothing to build with
         return None
     h = hashlib.sha256()
-    for rel in _SOURCES:
+    for rel in sources:
         h.update((_ROOT / rel).read_bytes())
     h.update(f"{nb}|{sys.version}|{platform.machine()}|{flags}".encode())
     return h.hexdigest()[:20]
@@ -97,9 +125,9 @@ def _dir(key: str) -> Path:
     return Path(cache).parent / "aot" / key
 
 
-def _load(d: Path) -> ModuleType | None:
-    for f in d.glob(f"{MODULE}*.so"):
-        spec = importlib.util.spec_from_file_location(MODULE, f)
+def _load(d: Path, module: str = MODULE) -> ModuleType | None:
+    for f in d.glob(f"{module}*.so"):
+        spec = importlib.util.spec_from_file_location(module, f)
         if spec is None or spec.loader is None:
             return None
         mod = importlib.util.module_from_spec(spec)
@@ -113,13 +141,16 @@ def _numba_type(kind: Any) -> Any:
 
     if isinstance(kind, str):
         return types.none if kind == "none" else getattr(types, kind)
+    if isinstance(kind, list):
+        return types.Tuple(tuple(_numba_type(k) for k in kind))
     dt, nd = kind
     return types.Array(getattr(types, {"u1": "uint8", "u4": "uint32", "u8": "uint64", "i8": "int64",
-                                       "b1": "boolean"}[dt.str[1:]]), nd, "C")
+                                       "b1": "boolean", "f8": "float64"}[dt.str[1:]]), nd, "C")
 
 
-def build(d: Path) -> None:
-    """Compile the kernels of :data:`SPECS` into ``d`` (atomically: a temp folder renamed)."""
+def build(d: Path, group: str = "dedup") -> None:
+    """Compile the kernels of ``group`` (:data:`SPECS`, :data:`WORD_SPECS`) into ``d``
+    (atomically: a temp folder renamed)."""
     from numba.pycc import CC
 
     from pipeline._numba_cache import numba_with_cache
@@ -128,11 +159,12 @@ def build(d: Path) -> None:
     d.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}-", dir=d.parent))
     try:
-        cc = CC(MODULE)
+        module, specs = _GROUPS[group][:2]
+        cc = CC(module)
         cc.output_dir = str(tmp)
         cc.target_cpu = "host"
         cc.verbose = False
-        for name, (mod, fn, args, res) in SPECS.items():
+        for name, (mod, fn, args, res) in specs.items():
             func = getattr(importlib.import_module(mod), fn).py_func
             cc.export(name, _numba_type(res)(*[_numba_type(a) for a in args]))(func)
         build_tmp = tmp / "build"
@@ -162,39 +194,41 @@ def _say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def kernels() -> ModuleType | None:
-    """The AOT module (built on first use), or None: then use the JIT kernels."""
-    if "mod" in _STATE:
-        return _STATE["mod"]
+def kernels(group: str = "dedup") -> ModuleType | None:
+    """The AOT module of ``group`` (built on first use), or None: then use the JIT kernels."""
+    if group in _STATE:
+        return _STATE[group]
+    module, _, sources, what = _GROUPS[group]
     mod = None
     if os.environ.get("ASSAY_AOT", "1") != "0":
-        key = _key()
+        key = _key(sources)
         if key is not None:
             d = _dir(key)
             try:
-                mod = _load(d) if d.exists() else None
+                mod = _load(d, module) if d.exists() else None
                 if mod is None and not (d.parent / f"{key}.failed").exists():
                     try:
-                        _say(f"assay: compiling the dedup kernels once for this machine (~10 s) into {d}"
+                        _say(f"assay: compiling {what} once for this machine (~10 s) into {d}"
                              " (ASSAY_AOT=0 skips it)")
-                        build(d)
+                        build(d, group)
                     except Exception as e:  # noqa: BLE001 - no compiler, pycc missing...: JIT it is
                         d.parent.mkdir(parents=True, exist_ok=True)
                         (d.parent / f"{key}.failed").write_text(f"{type(e).__name__}: {e}\n")
-                    mod = _load(d) if d.exists() else None
+                    mod = _load(d, module) if d.exists() else None
             except (OSError, ImportError):
                 mod = None
-    _STATE["mod"] = mod
+    _STATE[group] = mod
     return mod
 
 
 def call(name: str, *args: Any) -> Any:
     """``name``'s AOT kernel on ``args`` if they are exactly its declared kinds, else
     ``NotImplemented`` (no AOT module, or another dtype/rank/layout: use the JIT kernel)."""
-    mod = kernels()
+    group = _GROUP_OF[name]
+    mod = kernels(group)
     if mod is None:
         return NotImplemented
-    kinds = SPECS[name][2]
+    kinds = _GROUPS[group][1][name][2]
     for a, kind in zip(args, kinds, strict=True):
         if isinstance(kind, str):
             continue

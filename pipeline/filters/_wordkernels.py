@@ -22,66 +22,26 @@ import numpy as np
 
 from pipeline._numba_cache import numba_with_cache
 
+# the tables and constants (numpy only: importable without numba, for the AOT-compiled copies)
+from pipeline.filters._wordtables import (  # noqa: F401 - re-exported, read by the kernels
+    _FNV_OFF,
+    _FNV_PRIME,
+    C_ALPHA,
+    C_DIGIT,
+    C_UPPER,
+    C_PREFIX1,
+    C_SUFFIX1,
+    C_DOT_LB,
+    C_INFIX_COLON,
+    C_QUOTE,
+    UNITS,
+    CURRENCIES,
+    CACHE_SLOTS,
+    char_table,
+    packed,
+)
+
 nb = numba_with_cache()
-
-_FNV_OFF = np.uint64(0xCBF29CE484222325)
-_FNV_PRIME = np.uint64(0x100000001B3)
-
-# character classes of printable ASCII (0x21-0x7E), as bit flags in one table
-C_ALPHA = 1  # [A-Za-z]
-C_DIGIT = 2
-C_UPPER = 4
-C_PREFIX1 = 8  # one-character prefixes: !"#$%&'()*+,:;<=>?[]_`{}  (+ only before a non-digit)
-C_SUFFIX1 = 16  # one-character suffixes, unconditional: !"#&'()*,:;<>?[]_`{}
-C_DOT_LB = 32  # what may precede a final "." for spaCy to split it off
-C_INFIX_COLON = 64  # [:<>=/] infix between alnum and alpha
-C_QUOTE = 128  # the ASCII quotes of spaCy's dot infix: " ' , `
-
-_PREFIX1 = "!\"#$%&'()*+,:;<=>?[]_`{}"
-_SUFFIX1 = "!\"#&'()*,:;<>?[]_`{}"
-_DOT_LB = "!\"#%&'()*+,-0123456789:;<>?[]_`abcdefghijklmnopqrstuvwxyz{|}"
-
-#: ASCII units spaCy splits off after a digit ("10km" -> "10", "km"), in its order.
-UNITS = (
-    "km", "m", "dm", "cm", "mm", "ha", "nm", "yd", "in", "ft", "kg", "g", "mg", "t", "lb", "oz",
-    "m/s", "km/h", "kmh", "mph", "hPa", "Pa", "mbar", "mb", "MB", "kb", "KB", "gb", "GB", "tb",
-    "TB", "T", "G", "M", "K", "%",
-)  # fmt: skip
-#: currencies after a digit (ASCII ones)
-CURRENCIES = ("$", "US$", "C$", "A$")
-
-
-def char_table() -> np.ndarray:
-    t = np.zeros(256, dtype=np.uint8)  # bytes >= 0x80 have no class
-    for i in range(128):
-        c = chr(i)
-        f = 0
-        if c.isascii() and c.isalpha():
-            f |= C_ALPHA
-        if c.isdigit():
-            f |= C_DIGIT
-        if "A" <= c <= "Z":
-            f |= C_UPPER
-        if c in _PREFIX1:
-            f |= C_PREFIX1
-        if c in _SUFFIX1:
-            f |= C_SUFFIX1
-        if c in _DOT_LB:
-            f |= C_DOT_LB
-        if c in ":<>=/":
-            f |= C_INFIX_COLON
-        if c in "\"',`":
-            f |= C_QUOTE
-        t[i] = f
-    return t
-
-
-def packed(strings: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(bytes, offsets) of ``strings`` for the kernels."""
-    bs = [s.encode() for s in strings]
-    offs = np.zeros(len(bs) + 1, dtype=np.int64)
-    offs[1:] = np.cumsum([len(b) for b in bs])
-    return np.frombuffer(b"".join(bs), dtype=np.uint8).copy(), offs
 
 
 @nb.njit(cache=True, inline="always")
@@ -622,10 +582,6 @@ def _is_ws(data, p, e):  # type: ignore[no-untyped-def]
         if data[p + 1] == 0x80 and data[p + 2] == 0x80:
             return True, 3
     return False, 1
-
-
-#: chunk cache: open addressing over 2**20 slots, emptied when half full
-CACHE_SLOTS = 1 << 20
 
 
 @nb.njit(cache=True)

@@ -373,7 +373,8 @@ def gopher_quality_batch(col: Any, cfg: GopherQualityConfig) -> list[Verdict]:
     """:func:`gopher_quality_fast` on every row of an Arrow string column: words split and
     counted by the numba kernels (:func:`pipeline.filters.words.batch_tokens`), the text's
     ``#``/ellipsis/bullet/line counts by ``_wordkernels.char_counts``."""
-    from pipeline.filters import _wordkernels as k
+    from pipeline.filters._wordtables import packed
+    from pipeline.filters.words import KERNELS as k
     from pipeline.filters.words import batch_tokens
 
     stops = _stop_words(cfg)
@@ -383,7 +384,7 @@ def gopher_quality_batch(col: Any, cfg: GopherQualityConfig) -> list[Verdict]:
     tables = _char_tables()
     tables.fill(bt.data)
     stats = k.quality_stats(
-        bt.data, bt.tok_s, bt.tok_e, bt.doc_tok, tables.punct, tables.alpha, *k.packed(stops)
+        bt.data, bt.tok_s, bt.tok_e, bt.doc_tok, tables.punct, tables.alpha, *packed(stops)
     ).tolist()
     counts = k.char_counts(bt.data, bt.offsets, bt.docs).tolist()
     out: list[Verdict] = []
@@ -418,7 +419,7 @@ def gopher_repetition_batch(col: Any, cfg: GopherRepetitionConfig) -> list[Verdi
     datatrove's serial duplicated 5–10-gram walk, whose n-grams are the words joined by
     *nothing* (so "ab c" and "a bc" are the same 2-gram there): hashed as byte strings.
     """
-    from pipeline.filters import _wordkernels as k
+    from pipeline.filters.words import KERNELS as k
     from pipeline.filters.words import batch_tokens, utf8_buffers
 
     data, offsets = utf8_buffers(col)

@@ -358,6 +358,40 @@ def keep_freed_memory(limit: int = 1 << 28) -> bool:
     return bool(mallopt(m_mmap_threshold, limit)) and bool(mallopt(m_trim_threshold, 2 * limit))
 
 
+class _KernelCalls:
+    """The kernels of :mod:`pipeline.filters._wordkernels` by name: the copy compiled ahead of
+    time (:mod:`pipeline._aot`, group ``words``: the same source, built once per machine, so a
+    process never imports numba or loads its JIT cache, ~0.5 CPU-s) for arguments of exactly
+    its declared kinds, else numba's JIT kernel (numba imported then). ``ASSAY_AOT=0``: the
+    JIT kernels always."""
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        from pipeline import _aot
+
+        if name not in _aot.WORD_SPECS or _aot.kernels("words") is None:
+            from pipeline.filters import _wordkernels
+
+            fn = getattr(_wordkernels, name)
+        else:
+
+            def fn(*args: Any) -> Any:
+                got = _aot.call(name, *args)
+                if got is NotImplemented:
+                    from pipeline.filters import _wordkernels
+
+                    return getattr(_wordkernels, name)(*args)
+                return got
+
+        setattr(self, name, fn)
+        return fn
+
+
+#: the word kernels (see :class:`_KernelCalls`)
+KERNELS = _KernelCalls()
+
+
 class _Kernels:
     """Tables for the numba splitter, built once per process from the vendored rules."""
 
@@ -366,9 +400,9 @@ class _Kernels:
 
         keep_freed_memory()
 
-        from pipeline.filters import _wordkernels as k
+        from pipeline.filters import _wordtables as k
 
-        self.k = k
+        self.k = KERNELS
         self.ct = k.char_table()
         specials = tuple(splitter.specials)
         longest = max(len(x.encode()) for x in specials)
