@@ -86,7 +86,7 @@ def _fail(msg: str) -> None:
 @click.option("--input", "inputs", multiple=True, help="input file/folder/glob; replaces the spec's input.paths (repeatable)")
 @click.option("--output", help="output folder; replaces the spec's output.dir")
 @click.option("--ray", "ray", metavar="auto|ADDRESS", help="run on Ray: `auto` starts/joins a local cluster, or a cluster address")
-@click.option("--workers", type=int, help="local worker processes (default: the spec's execution.workers)")
+@click.option("--workers", type=click.IntRange(1, 1024), help="local worker processes (default: the spec's execution.workers)")
 @click.option("--partitions", type=click.IntRange(1, 4096),
               help="partitions of each barrier reduce (default: workers, or the Ray cluster's CPUs); output is the same")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="progress bars on stderr")

@@ -47,6 +47,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: a local path component / whole path longer than these cannot exist (Linux NAME_MAX, PATH_MAX)
+NAME_MAX, PATH_MAX = 255, 4096
+
+
+def check_location(v: str, what: str = "path") -> str:
+    """A location (local path or URL) as text that could exist: not empty, no NUL byte, no
+    component over 255 bytes and at most 4096 bytes; a URL's scheme must be one storage can
+    open (no network is touched). Raises ValueError naming the problem; the value is not echoed
+    (it may be huge)."""
+    if not v:
+        raise ValueError(f"an empty {what}")
+    if "\x00" in v:
+        raise ValueError(f"{what} holds a NUL byte")
+    b = v.encode("utf-8", "surrogatepass")
+    if len(b) > PATH_MAX:
+        raise ValueError(f"{what} is {len(b):,} bytes long (at most {PATH_MAX})")
+    if any(len(c) > NAME_MAX for c in b.split(b"/")):
+        raise ValueError(f"{what} has a name over {NAME_MAX} bytes between slashes")
+    if storage.is_url(v):
+        storage.check_scheme(v)
+    return v
+
+
 class InputSpec(_Strict):
     paths: list[str] = Field(min_length=1, description="files, folders or glob patterns")
     format: Literal["auto", "warc", "jsonl", "parquet"] = "auto"
@@ -54,6 +77,13 @@ class InputSpec(_Strict):
     id_field: str = "id"
     url_field: str = "url"
     source: str | None = Field(None, description="value of the `source` column; default: file name")
+
+    @field_validator("paths")
+    @classmethod
+    def _paths_text(cls, v: list[str]) -> list[str]:
+        for i, p in enumerate(v):
+            check_location(p, f"entry {i}")
+        return v
     max_doc_bytes: int = Field(8 * 1024 * 1024, gt=0, description="larger records are quarantined")
     split: int = Field(
         1, ge=1, le=1024,
@@ -73,19 +103,28 @@ class OutputSpec(_Strict):
         "with; without it `tokens` is null and only whitespace `words` are counted",
     )
 
+    @field_validator("dir")
+    @classmethod
+    def _dir_text(cls, v: str) -> str:
+        return check_location(v, "output folder")
+
     @field_validator("tokenizer")
     @classmethod
     def _tokenizer_exists(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        from pipeline.tokens import tokenizer_file
+        from pipeline.tokens import TokenCounter
 
-        return str(tokenizer_file(v).resolve())
+        check_location(v, "tokenizer path")
+        try:
+            return str(TokenCounter(v).path.resolve())  # loads it: a file that is no tokenizer fails here
+        except ValueError as e:
+            raise ValueError(str(e).removeprefix("output.tokenizer: ")) from None
 
 
 class ExecutionSpec(_Strict):
     batch_size: int = Field(1000, gt=0, description="documents per Arrow batch")
-    workers: int = Field(1, ge=1, description="local worker processes (shard-parallel)")
+    workers: int = Field(1, ge=1, le=1024, description="local worker processes (shard-parallel)")
 
 
 class StageEntry(_Strict):
@@ -196,25 +235,13 @@ def resolve_paths(paths: list[str]) -> list[Loc]:
     """Files, folders and globs -> files (local ``Path`` or, for URLs, ``RemotePath``)."""
     files: list[Loc] = []
     for raw in paths:
-        p = storage.as_loc(raw)
-        if any(ch in raw for ch in "*?["):
-            matches = storage.glob(raw) if storage.is_url(p) else [m for m in sorted(Path(m) for m in glob.glob(raw, recursive=True)) if m.is_file()]
-            if not matches:
-                raise SpecError(f"input path {raw!r} matches no files")
-            files.extend(matches)
-        elif storage.is_dir(p) and storage.exists(p / "manifest.json"):
-            # a snapshot: its shards as the manifest lists them (not its state/ or quarantine/);
-            # each is checked against its sha256 when read
-            files.extend(p / s["path"] for s in storage.read_json(p / "manifest.json")["shards"])
-        elif storage.is_dir(p):
-            found = [f for f in storage.list_files(p) if f.name.endswith(INPUT_SUFFIXES)]
-            if not found:
-                raise SpecError(f"input folder {raw!r} holds no readable shards ({', '.join(INPUT_SUFFIXES)})")
-            files.extend(found)
-        elif storage.is_file(p):
-            files.append(p)
-        else:
-            raise SpecError(f"input path {raw!r} does not exist")
+        try:
+            files.extend(_resolve_one(raw))
+        except (OSError, ValueError, KeyError, TypeError) as e:  # an unopenable scheme, an unreadable
+            # folder, a snapshot whose manifest.json is not one
+            if isinstance(e, SpecError):
+                raise
+            raise SpecError(f"input path {raw!r}: {e}") from None
     seen: set[Loc] = set()
     out: list[Loc] = []
     for f in files:
@@ -223,6 +250,30 @@ def resolve_paths(paths: list[str]) -> list[Loc]:
             seen.add(r)
             out.append(f)
     return out
+
+
+def _resolve_one(raw: str) -> list[Loc]:
+    files: list[Loc] = []
+    p = storage.as_loc(raw)
+    if any(ch in raw for ch in "*?["):
+        matches = storage.glob(raw) if storage.is_url(p) else [m for m in sorted(Path(m) for m in glob.glob(raw, recursive=True)) if m.is_file()]
+        if not matches:
+            raise SpecError(f"input path {raw!r} matches no files")
+        files.extend(matches)
+    elif storage.is_dir(p) and storage.exists(p / "manifest.json"):
+        # a snapshot: its shards as the manifest lists them (not its state/ or quarantine/);
+        # each is checked against its sha256 when read
+        files.extend(p / s["path"] for s in storage.read_json(p / "manifest.json")["shards"])
+    elif storage.is_dir(p):
+        found = [f for f in storage.list_files(p) if f.name.endswith(INPUT_SUFFIXES)]
+        if not found:
+            raise SpecError(f"input folder {raw!r} holds no readable shards ({', '.join(INPUT_SUFFIXES)})")
+        files.extend(found)
+    elif storage.is_file(p):
+        files.append(p)
+    else:
+        raise SpecError(f"input path {raw!r} does not exist")
+    return files
 
 
 def _one_line(err: ValidationError, data: Any, prefix: str = "") -> str:

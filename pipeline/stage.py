@@ -54,9 +54,10 @@ def PathField(default: Any = ..., *, kind: str = "file", **kwargs: Any) -> Any: 
 
 
 class StageConfig(BaseModel):
-    """Base for stage configs: unknown fields are errors, so typos never pass silently."""
+    """Base for stage configs: unknown fields are errors, so typos never pass silently; NaN and
+    infinities are refused (a NaN threshold would silently keep or drop everything)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @classmethod
     def path_fields(cls) -> dict[str, str]:

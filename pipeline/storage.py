@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -153,10 +154,30 @@ def _filesystem(scheme: str, netloc: str) -> pafs.FileSystem:
     except ImportError:  # pragma: no cover - fsspec ships with the storage extra
         raise RuntimeError(f"{scheme}:// locations need fsspec: pip install 'assay[storage]'") from None
     try:
-        fs = fsspec.filesystem(scheme)
+        cls = fsspec.get_filesystem_class(scheme)
+        # one that needs a host or options fails in __init__ and then again, noisily, in its
+        # __del__ ("Exception ignored in ... FTPFileSystem.__del__"): ask its signature first
+        sig = inspect.signature(cls.__init__).parameters.values()
+        need = [p.name for p in sig if p.name != "self" and p.default is p.empty
+                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if need:
+            raise TypeError(f"{cls.__name__} needs {', '.join(need)}")
+        fs = cls()  # what fsspec.filesystem(scheme) does
     except (ValueError, TypeError, ImportError) as e:  # unknown protocol, one needing a host or options, a missing driver
         raise ValueError(f"{scheme}:// locations cannot be opened: {e}") from None
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+
+
+def check_scheme(loc: str | os.PathLike[str] | RemotePath) -> None:
+    """ValueError naming the scheme when a URL's scheme cannot be opened here (unknown, one that
+    needs a host or options, a missing driver); nothing for local paths and the native clients.
+    Builds only the fsspec filesystem object (cached, as a run would), contacting nothing."""
+    loc = as_loc(loc)
+    if isinstance(loc, Path):
+        return
+    scheme, rest = loc.url.split("://", 1)
+    if scheme not in _NATIVE:
+        _filesystem(scheme, rest.split("/", 1)[0])
 
 
 def resolve(loc: str | os.PathLike[str] | RemotePath) -> tuple[pafs.FileSystem, str]:
