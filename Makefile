@@ -121,14 +121,21 @@ test-vllm: venv-vllm
 # Data-Juicer (py-data-juicer==1.6.1) for `assay bench datajuicer`, in its own venv: it pins
 # dill==0.3.8 and multiprocess==0.70.16 (the main venv has 0.4.1 and 0.70.19, for datatrove) and pulls
 # pandas 3 and datasets 5. It imports aiohttp without declaring it, and installs fasttext-predict
-# at run time unless present: both pinned here. Not needed by the tests or CI.
+# at run time unless present: both pinned here. Its lazy loader also installs the newest (CUDA)
+# torch with uv inside the first run (run() ends with free_models(), which imports torch): the
+# CPU torch 2.13.0 is installed here instead, so a bench run installs nothing. Idempotent: an
+# existing venv is kept and pip adds only what is missing (on a venv whose first run had pulled
+# torch 2.15, `pip install --dry-run` said: Would install torch-2.13.0+cpu). Not needed by the
+# tests or CI.
 DJ_VENV ?= .venv-dj
-venv-dj: $(DJ_VENV)/.assay-dj-installed
+DJ_STAMP := $(DJ_VENV)/.assay-dj-installed-torch-cpu
+venv-dj: $(DJ_STAMP)
 
-$(DJ_VENV)/.assay-dj-installed:
-	$(PYTHON) -m venv $(DJ_VENV)
-	$(DJ_VENV)/bin/python -m pip install -q "py-data-juicer==1.6.1" "aiohttp==3.14.5" "fasttext-predict==0.9.2.4"
-	$(DJ_VENV)/bin/python -c "import data_juicer.ops.filter, data_juicer.ops.deduplicator"
+$(DJ_STAMP):
+	test -x $(DJ_VENV)/bin/python || $(PYTHON) -m venv $(DJ_VENV)
+	$(DJ_VENV)/bin/python -m pip install -q "py-data-juicer==1.6.1" "aiohttp==3.14.5" \
+		"fasttext-predict==0.9.2.4" "$(TORCH_CPU)"
+	$(DJ_VENV)/bin/python -c "import torch, data_juicer.ops.filter, data_juicer.ops.deduplicator"
 	touch $@
 
 test-fast: venv
