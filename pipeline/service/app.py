@@ -547,7 +547,11 @@ class _Guard:
         method = scope["method"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         refusal: tuple[int, str] | None = None
-        if method not in ("GET", "HEAD", "OPTIONS"):
+        qs = scope.get("query_string", b"")
+        if "\x00" in scope.get("path", "") or b"%00" in qs or b"\x00" in qs:
+            # a NUL in a query value reached the catalog's queries (a 500 on PostgreSQL)
+            refusal = (400, "a NUL character (%00) is not allowed in the URL")
+        elif method not in ("GET", "HEAD", "OPTIONS"):
             ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
             if ctype in SIMPLE_TYPES:
                 refusal = (415, f"{ctype} bodies are refused (a browser can send them cross-site without a preflight); "

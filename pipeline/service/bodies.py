@@ -124,6 +124,8 @@ def _check_values(v: Any, policy: Policy, where: str, depth: int) -> None:
     if depth > policy.max_depth:
         raise HTTPException(422, f"spec is nested deeper than {policy.max_depth} levels")
     if isinstance(v, str):
+        if "\x00" in v:  # PostgreSQL text cannot hold one (a 500 there), and no path or name needs it
+            raise HTTPException(422, f"spec error: {where or 'value'}: a NUL character is not allowed")
         if len(v) > policy.max_string_chars:
             raise HTTPException(422, f"spec error: {where or 'value'}: string of {len(v):,} characters; "
                                      f"the limit is {policy.max_string_chars:,}")
@@ -146,6 +148,8 @@ def _check_values(v: Any, policy: Policy, where: str, depth: int) -> None:
         for k, x in v.items():
             if len(str(k)) > 200:
                 raise HTTPException(422, f"spec error: {where}: a key of {len(str(k)):,} characters")
+            if "\x00" in str(k):
+                raise HTTPException(422, f"spec error: {where or 'spec'}: a key with a NUL character")
             _check_values(x, policy, f"{where}.{k}" if where else str(k), depth + 1)
     elif v is not None and not hasattr(v, "isoformat"):  # TOML dates are harmless values
         raise HTTPException(422, f"spec error: {where}: unsupported value")

@@ -268,6 +268,9 @@ def confine_spec(data: dict[str, Any], confiner: Confiner) -> tuple[dict[str, An
     from pipeline.registry import UnknownStageError, get_stage_class
 
     data = dict(data)
+    out = data.get("output")
+    if isinstance(out, dict) and isinstance(out.get("tokenizer"), str):  # the one path field of a spec's output
+        data["output"] = {**out, "tokenizer": str(confiner.resolve("output.tokenizer", out["tokenizer"]))}
     inp = data.get("input")
     if isinstance(inp, dict) and isinstance(inp.get("paths"), list):
         files: list[str] = []

@@ -91,7 +91,7 @@ class AliasSet(BaseModel):
 
 
 class TokenCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")  # PostgreSQL text holds no NUL
     role: Role
 
 
