@@ -615,12 +615,10 @@ def _split(col: Any, docs: Any = None) -> BatchTokens:
         docs = np.asarray(docs, dtype=np.int64)
     kn = _kernels()
     k = kn.k
-    cs, ce, doc_c = k.chunk_bounds(data, offsets, docs)
-    tok_s, tok_e, flag, doc_tok = k.split_chunks(
+    tok_s, tok_e, flag, doc_tok = k.split_docs(
         data,
-        cs,
-        ce,
-        doc_c,
+        offsets,
+        docs,
         kn.ct,
         kn.special,
         kn.fl,
