@@ -550,7 +550,7 @@ class _Guard:
         qs = scope.get("query_string", b"")
         if "\x00" in scope.get("path", "") or b"%00" in qs or b"\x00" in qs:
             # a NUL in a query value reached the catalog's queries (a 500 on PostgreSQL)
-            refusal = (400, "a NUL character (%00) is not allowed in the URL")
+            refusal = (422, "a NUL character (%00) is not allowed in the URL")
         elif method not in ("GET", "HEAD", "OPTIONS"):
             ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
             if ctype in SIMPLE_TYPES:
