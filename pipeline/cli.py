@@ -64,6 +64,28 @@ def main() -> None:
     Start with `assay stages` to see what a spec can use, `assay run SPEC.toml` to run one,
     and `assay show SNAPSHOT` to look at what came out.
     """
+    _check_env()
+
+
+def _check_env() -> None:
+    """The ASSAY_* variables that name folders, checked before any work: a bad one is one line
+    naming it (it was a traceback mid-run: ASSAY_TRACE in the first traced span, ASSAY_CACHE when
+    a model or a remote snapshot was first cached)."""
+    import os
+
+    trace = os.environ.get("ASSAY_TRACE")
+    if trace:
+        try:
+            Path(trace).mkdir(parents=True, exist_ok=True)  # every traced process appends a file there
+        except OSError as e:
+            _fail(f"ASSAY_TRACE={trace!r}: not a folder one can write to ({e.strerror or e})")
+    cache = os.environ.get("ASSAY_CACHE")
+    if cache:
+        p = Path(cache).absolute()
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        if not p.is_dir():
+            _fail(f"ASSAY_CACHE={cache!r}: {str(p)!r} is a file, not a folder (the cache folder is made under it)")
 
 
 def _size_words(t: dict) -> str:

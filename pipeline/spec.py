@@ -164,9 +164,13 @@ class PipelineSpec(_Strict):
         if not p.exists():
             raise SpecError(f"spec file {str(p)!r} does not exist")
         try:
-            data = tomllib.loads(p.read_text())
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as e:
             raise SpecError(f"spec {str(p)!r} is not valid TOML: {e}") from None
+        except UnicodeDecodeError as e:
+            raise SpecError(f"spec {str(p)!r} is not UTF-8 text (byte {e.start}); a spec is a TOML file") from None
+        except OSError as e:
+            raise SpecError(f"spec {str(p)!r} cannot be read: {e.strerror or e}") from None
         return cls.from_dict(data)
 
     @classmethod

@@ -26,6 +26,7 @@ import http.client
 import json
 import os
 import re
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -87,6 +88,7 @@ class RemoteSnapshot:
     def _retrying(self, what: str, fn: Callable[[], Any]) -> Any:
         deadline = time.monotonic() + self.max_wait_s
         delay = 0.2
+        waited = False
         while True:
             try:
                 return fn()
@@ -103,6 +105,10 @@ class RemoteSnapshot:
                 err = e
             if time.monotonic() + delay > deadline:
                 raise RemoteError(f"{what}: server unreachable for {self.max_wait_s:g}s ({err})")
+            if not waited:  # say so once, rather than wait silently for up to max_wait_s
+                print(f"assay: {what}: {err}; retrying for up to {self.max_wait_s:g} s "
+                      "(the server may be restarting)", file=sys.stderr, flush=True)
+                waited = True
             self.retries += 1
             time.sleep(delay)
             delay = min(delay * 2, 5.0)

@@ -3,17 +3,49 @@
 from __future__ import annotations
 
 import ipaddress
+import math
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
+
+
+def _opening(what: Callable[[], Any], root: str, catalog: str | None) -> Any:
+    """``what()`` (it makes ROOT and opens the catalog); an unusable --root or --catalog (a file in
+    the way, an unknown URL scheme, no server there) is one line naming the option."""
+    try:
+        Path(root).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise click.UsageError(f"--root {root!r}: {e.strerror or e}") from None
+    try:
+        return what()
+    except ImportError as e:  # sqlalchemy: no dialect / driver for the scheme
+        raise click.UsageError(f"--catalog {_hide_password(catalog or '')!r}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - sqlalchemy's errors (bad URL, refused, auth): one line, no traceback
+        if type(e).__module__.startswith("sqlalchemy"):
+            first = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+            shown = _hide_password(catalog) if catalog else f"(sqlite in {root!r})"
+            raise click.UsageError(f"--catalog {shown}: {type(e).__name__}: {first}") from None
+        raise
+
+
+def _hide_password(url: str) -> str:
+    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
 
 
 def _catalog(root: str, catalog: str | None):  # type: ignore[no-untyped-def]
     from pipeline.service.catalog import Catalog, catalog_url
 
-    Path(root).mkdir(parents=True, exist_ok=True)
-    return Catalog(catalog_url(root, catalog))
+    return _opening(lambda: Catalog(catalog_url(root, catalog)), root, catalog)
+
+
+def _hours(ctx: click.Context, param: click.Parameter, v: float) -> float:
+    if not (math.isfinite(v) and 0 <= v <= 24 * 3650):
+        raise click.BadParameter(f"{v!r}: give hours from 0 to {24 * 3650}")
+    return v
 
 
 def _loopback(host: str) -> bool:
@@ -31,10 +63,11 @@ def _loopback(host: str) -> bool:
               help="folder that submitted specs may read from: inputs, models, earlier snapshots (repeatable)")
 @click.option("--catalog", help="catalog URL (default: SQLite in ROOT); e.g. postgresql://user@host:5432/assay")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--max-jobs", default=2, show_default=True, type=int, help="jobs running at once (one worker process each)")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--max-jobs", default=2, show_default=True, type=click.IntRange(1, 256),
+              help="jobs running at once (one worker process each)")
 @click.option("--ray", metavar="auto|ADDRESS", help="run jobs on Ray")
-@click.option("--keep-failed-hours", default=24.0, show_default=True, type=float,
+@click.option("--keep-failed-hours", default=24.0, show_default=True, type=float, callback=_hours,
               help="work folders of failed/cancelled jobs are removed after this long (resubmitting resumes until then)")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="serve HTTPS with this certificate")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False))
@@ -50,8 +83,8 @@ def serve(root: str, input_roots: tuple[str, ...], catalog: str | None, host: st
     if not _loopback(host) and not tls_cert:
         click.echo(f"warning: serving on {host} without TLS: bearer tokens cross the network in clear text; "
                    "pass --tls-cert/--tls-key or put a TLS proxy in front", err=True)
-    app = create_app(root, list(input_roots), catalog=catalog, max_jobs=max_jobs, ray=ray,
-                     keep_failed_s=keep_failed_hours * 3600)
+    app = _opening(lambda: create_app(root, list(input_roots), catalog=catalog, max_jobs=max_jobs, ray=ray,
+                                      keep_failed_s=keep_failed_hours * 3600), root, catalog)
     uvicorn.run(app, host=host, port=port, ssl_certfile=tls_cert, ssl_keyfile=tls_key, log_level="info")
 
 
@@ -104,12 +137,20 @@ def token_revoke(root: str, catalog: str | None, token_id: str) -> None:
 def report(snapshot: str, out: str, tok: str | None) -> None:
     """Write a self-contained HTML report of SNAPSHOT (a folder, or http(s)://HOST/v1/snapshots/ID)."""
     if snapshot.startswith(("http://", "https://")):
+        import urllib.error
         import urllib.request
 
         url = snapshot.rstrip("/") + "/report"
         req = urllib.request.Request(url, headers={"Authorization": f"Bearer {tok}"} if tok else {})
-        with urllib.request.urlopen(req, timeout=120) as r:  # noqa: S310 - a URL the user gave
-            html = r.read().decode()
+        try:
+            with urllib.request.urlopen(req, timeout=120) as r:  # noqa: S310 - a URL the user gave
+                html = r.read().decode()
+        except urllib.error.HTTPError as e:
+            click.echo(f"error: GET {url}: HTTP {e.code} {e.reason}", err=True)
+            sys.exit(2)
+        except (urllib.error.URLError, OSError, ValueError) as e:  # refused, no such host, timeout, not UTF-8
+            click.echo(f"error: GET {url}: {getattr(e, 'reason', None) or e}", err=True)
+            sys.exit(2)
     else:
         from pipeline.service.report import render_report
 

@@ -107,3 +107,61 @@ def test_unopenable_url_scheme_prints_one_line_and_no_ignored_exception(tmp_path
     err = [ln for ln in p.stderr.splitlines() if ln.strip() and "compiling the dedup kernels" not in ln]
     assert p.returncode == 2 and err == ["error: spec error: output.dir: ftp:// locations cannot be opened: "
                                          "FTPFileSystem needs host"], p.stderr
+
+
+def _assay(args: list[str], env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    import os
+
+    e = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=e, stdin=subprocess.DEVNULL)
+
+
+def test_a_spec_that_is_no_text_is_one_line(tmp_path: Path):
+    spec = tmp_path / "spec.toml"
+    spec.write_bytes(b"name = 'x'\n\xff\xfe\x00binary")
+    r = CliRunner().invoke(main, ["run", str(spec)])
+    assert r.exit_code == 2 and r.output.strip().endswith("is not UTF-8 text (byte 11); a spec is a TOML file"), r.output
+
+
+def test_bad_assay_env_folders_are_one_line_naming_the_variable(tmp_path: Path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(_toml(_spec(tmp_path)))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for var, args in (("ASSAY_TRACE", ["run", str(spec), "--no-progress"]), ("ASSAY_CACHE", ["train", "smollm2"])):
+        p = _assay(args, {var: str(a_file / "sub")})
+        assert p.returncode == 2, (var, p.stderr)
+        assert p.stderr.strip().startswith(f"error: {var}=") and "Traceback" not in p.stderr, (var, p.stderr)
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert not (tmp_path / "out").exists()
+    p = _assay(["run", str(spec), "--no-progress"], {"ASSAY_TRACE": str(tmp_path / "trace" / "new")})
+    assert p.returncode == 0, p.stderr
+    assert list((tmp_path / "trace" / "new").glob("*.jsonl"))  # a folder that did not exist is made
+
+
+def test_serve_and_token_flags_are_checked(tmp_path: Path):
+    root = str(tmp_path / "svc")
+    for args, words in (
+        (["serve", "--root", root, "--port", "99999"], "'--port': 99999 is not in the range 0<=x<=65535"),
+        (["serve", "--root", root, "--max-jobs", "0"], "'--max-jobs': 0 is not in the range 1<=x<=256"),
+        (["serve", "--root", root, "--keep-failed-hours", "nan"], "'--keep-failed-hours': nan: give hours"),
+        (["serve", "--root", root, "--catalog", "nosuch://u:pw@host/x"], "--catalog nosuch://u:***@host/x: "),
+        (["token", "create", "--root", root, "--role", "read", "--name", "x", "--catalog",
+          "postgresql://u:secret@127.0.0.1:1/x"], "--catalog postgresql://u:***@127.0.0.1:1/x: OperationalError"),
+        (["token", "create", "--root", str(tmp_path / "f" / "x"), "--role", "read", "--name", "x"],
+         "--root"),
+    ):
+        if args[3] == str(tmp_path / "f" / "x"):
+            (tmp_path / "f").write_text("a file in the way")
+        p = _assay(args, timeout=30)
+        assert p.returncode == 2 and "Traceback" not in p.stderr, (args, p.stderr)
+        assert words in p.stderr and "secret" not in p.stderr and ":pw@" not in p.stderr, (args, p.stderr)
+
+
+def test_report_of_an_unreachable_server_is_one_line(tmp_path: Path):
+    from tests.pipeline.svc_util import free_port
+
+    p = _assay(["report", f"http://127.0.0.1:{free_port()}/v1/snapshots/x", "--out", str(tmp_path / "r.html")])
+    assert p.returncode == 2 and p.stderr.startswith("error: GET http://127.0.0.1:") and "refused" in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1

@@ -149,3 +149,13 @@ def test_train_pretrain_and_report_take_a_url(served, tmp_path: Path, tokenizer_
     out = tmp_path / "r.html"
     rep = cli("report", url, "--out", str(out), "--token", token)
     assert "self-contained" in rep.stdout and sid in out.read_text()
+
+
+def test_a_refused_connection_says_once_that_it_retries(tmp_path, capsys):
+    from tests.pipeline.svc_util import free_port
+
+    rs = RemoteSnapshot(f"http://127.0.0.1:{free_port()}/v1/snapshots/abc", token="t", cache_dir=tmp_path, max_wait_s=1.5)
+    with pytest.raises(RemoteError, match="server unreachable for 1.5s"):
+        rs.manifest()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rs.retries >= 2 and len(err) == 1 and "retrying for up to 1.5 s" in err[0], err
