@@ -50,13 +50,18 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
                 raise HTTPException(413, f"request body is over the service's limit of {max_bytes:,} bytes")
         except ValueError:
             raise HTTPException(400, "Content-Length is not a number") from None
+    from starlette.requests import ClientDisconnect
+
     chunks: list[bytes] = []
     n = 0
-    async for chunk in request.stream():
-        n += len(chunk)
-        if n > max_bytes:
-            raise HTTPException(413, f"request body is over the service's limit of {max_bytes:,} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            n += len(chunk)
+            if n > max_bytes:
+                raise HTTPException(413, f"request body is over the service's limit of {max_bytes:,} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone mid-body: no one to answer, and no traceback in the server's log
+        raise HTTPException(400, "the client disconnected before sending the whole body") from None
     return b"".join(chunks)
 
 

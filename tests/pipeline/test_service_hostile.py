@@ -78,3 +78,34 @@ def test_output_tokenizer_is_confined_to_the_input_roots(tmp_path: Path):
         assert r.status_code == 201, r.text  # one under a root is accepted, as its real path
     spec = json.loads(app.state.catalog.job(r.json()["id"])["spec"])
     assert spec["output"]["tokenizer"] == str((crawl / "tok" / "tokenizer.json").resolve())
+
+
+def test_a_client_gone_mid_body_leaves_no_traceback_in_the_log(tmp_path: Path):
+    """It was 'Exception in ASGI application' + a starlette ClientDisconnect traceback per request."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.pipeline.svc_util import REPO, LiveServer, env
+
+    crawl = tmp_path / "crawl"
+    crawl.mkdir()
+    root = tmp_path / "svc"
+    tok = subprocess.run([sys.executable, "-m", "pipeline.cli", "token", "create", "--root", str(root), "--role",
+                          "submit", "--name", "t"], capture_output=True, text=True, env=env(), cwd=REPO).stdout.strip()
+    srv = LiveServer(root, [crawl]).start()
+    try:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+                s.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tok.encode() +
+                          b"\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"input\": ")
+                time.sleep(0.3)
+        time.sleep(0.5)
+        import httpx
+
+        assert httpx.get(srv.url + "/health", timeout=5).status_code == 200
+    finally:
+        srv.stop()
+    log = srv.log_text()
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-3000:]
