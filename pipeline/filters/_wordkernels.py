@@ -680,40 +680,6 @@ def chunk_bounds(data, offsets, docs):  # type: ignore[no-untyped-def]
     return cs[:n], ce[:n], doc_c
 
 
-@nb.njit(cache=True, inline="always")
-def _chunk_tokens(
-    data, p, q, alpha, ct, special, fl, merge_pairs, ub, uo, cb, co, ctab, cfill,
-    tok_s, tok_e, flag, n, cuts, cuts2,
-):  # type: ignore[no-untyped-def]
-    """The tokens of the chunk ``data[p:q]`` written at ``n`` (``alpha``: its bytes are all
-    ASCII letters; ``cuts``/``cuts2`` hold at least ``q - p + 1``); returns the new ``n``."""
-    # the common case first: a word of ASCII letters that is not a special case
-    if alpha and not _is_special(data, p, q, special, fl):
-        tok_s[n] = p
-        tok_e[n] = q
-        return n + 1
-    key = np.uint64(0)
-    if q - p <= 255:
-        key = hash_bytes(data, p, q) | np.uint64(1)
-        v = _cache_get(ctab, key)
-        if v != 0:
-            return _emit_packed(v, p, q, tok_s, tok_e, n)
-    m = _split_chunk(
-        data, p, q, ct, special, fl, merge_pairs, ub, uo, cb, co, tok_s, tok_e, n, cuts, cuts2
-    )
-    if m >= 0 and key != 0 and m - n <= 7:
-        v = np.uint64(m - n)
-        for t in range(n, m - 1):
-            v |= np.uint64(tok_e[t] - tok_s[t]) << np.uint64(8 * (t - n + 1))
-        _cache_set(ctab, cfill, key, v)
-    if m < 0:
-        tok_s[n] = p
-        tok_e[n] = q
-        flag[n] = 1
-        return n + 1
-    return m
-
-
 @nb.njit(cache=True)
 def split_chunks(
     data, cs, ce, doc_c, ct, special, fl, merge_pairs, ub, uo, cb, co, ctab, cfill
@@ -740,80 +706,44 @@ def split_chunks(
             doc_tok[d] = n
         p = cs[i]
         q = ce[i]
+        # the common case inline: a word of ASCII letters that is not a special case
         alpha = True
         for j in range(p, q):
             if not (ct[data[j]] & C_ALPHA):
                 alpha = False
                 break
+        if alpha and not _is_special(data, p, q, special, fl):
+            tok_s[n] = p
+            tok_e[n] = q
+            n += 1
+            continue
+        key = np.uint64(0)
+        if q - p <= 255:
+            key = hash_bytes(data, p, q) | np.uint64(1)
+            v = _cache_get(ctab, key)
+            if v != 0:
+                n = _emit_packed(v, p, q, tok_s, tok_e, n)
+                continue
         if q - p + 1 > cuts.shape[0]:
             cuts = np.empty(2 * (q - p + 1), dtype=np.int64)
             cuts2 = np.empty(2 * (q - p + 1), dtype=np.int64)
-        n = _chunk_tokens(
-            data, p, q, alpha, ct, special, fl, merge_pairs, ub, uo, cb, co, ctab, cfill,
-            tok_s, tok_e, flag, n, cuts, cuts2,
+        m = _split_chunk(
+            data, p, q, ct, special, fl, merge_pairs, ub, uo, cb, co, tok_s, tok_e, n, cuts, cuts2
         )
+        if m >= 0 and key != 0 and m - n <= 7:
+            v = np.uint64(m - n)
+            for t in range(n, m - 1):
+                v |= np.uint64(tok_e[t] - tok_s[t]) << np.uint64(8 * (t - n + 1))
+            _cache_set(ctab, cfill, key, v)
+        if m < 0:
+            tok_s[n] = p
+            tok_e[n] = q
+            flag[n] = 1
+            n += 1
+        else:
+            n = m
     for dd in range(d + 1, doc_c.shape[0]):
         doc_tok[dd] = n
-    return tok_s[:n], tok_e[:n], flag[:n], doc_tok
-
-
-@nb.njit(cache=True)
-def split_docs(
-    data, offsets, docs, ct, special, fl, merge_pairs, ub, uo, cb, co, ctab, cfill
-):  # type: ignore[no-untyped-def]
-    """:func:`chunk_bounds` and :func:`split_chunks` in one pass over the bytes of the
-    documents ``docs`` (the same tokens, flags, per-doc offsets and chunk cache): each chunk's
-    end is found and its letters checked in the same loop, and no chunk arrays are written."""
-    total = 16
-    for d in docs:
-        total += offsets[d + 1] - offsets[d]
-    tok_s = np.empty(total, dtype=np.int64)
-    tok_e = np.empty(total, dtype=np.int64)
-    flag = np.zeros(total, dtype=np.uint8)
-    doc_tok = np.zeros(docs.shape[0] + 1, dtype=np.int64)
-    cuts = np.empty(256, dtype=np.int64)
-    cuts2 = np.empty(256, dtype=np.int64)
-    n = 0
-    for di in range(docs.shape[0]):
-        d = docs[di]
-        p = offsets[d]
-        e = offsets[d + 1]
-        while p < e:
-            c = data[p]
-            if c < 0x80:
-                if (9 <= c <= 13) or (28 <= c <= 32):
-                    p += 1
-                    continue
-            else:
-                ws, step = _is_ws(data, p, e)
-                if ws:
-                    p += step
-                    continue
-            alpha = (ct[c] & C_ALPHA) != 0  # 0 for every byte >= 0x80
-            q = p + 1
-            while q < e:
-                c = data[q]
-                if c < 0x80:
-                    if (9 <= c <= 13) or (28 <= c <= 32):
-                        break
-                    if not (ct[c] & C_ALPHA):
-                        alpha = False
-                    q += 1
-                    continue
-                ws, step = _is_ws(data, q, e)
-                if ws:
-                    break
-                alpha = False
-                q += step
-            if q - p + 1 > cuts.shape[0]:
-                cuts = np.empty(2 * (q - p + 1), dtype=np.int64)
-                cuts2 = np.empty(2 * (q - p + 1), dtype=np.int64)
-            n = _chunk_tokens(
-                data, p, q, alpha, ct, special, fl, merge_pairs, ub, uo, cb, co, ctab, cfill,
-                tok_s, tok_e, flag, n, cuts, cuts2,
-            )
-            p = q
-        doc_tok[di + 1] = n
     return tok_s[:n], tok_e[:n], flag[:n], doc_tok
 
 

@@ -615,10 +615,12 @@ def _split(col: Any, docs: Any = None) -> BatchTokens:
         docs = np.asarray(docs, dtype=np.int64)
     kn = _kernels()
     k = kn.k
-    tok_s, tok_e, flag, doc_tok = k.split_docs(
+    cs, ce, doc_c = k.chunk_bounds(data, offsets, docs)
+    tok_s, tok_e, flag, doc_tok = k.split_chunks(
         data,
-        offsets,
-        docs,
+        cs,
+        ce,
+        doc_c,
         kn.ct,
         kn.special,
         kn.fl,

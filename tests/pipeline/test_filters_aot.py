@@ -60,11 +60,6 @@ def test_every_word_kernel_is_the_jit_kernel(aot, raw_docs: list[dict]) -> None:
         got[-1].append((ctab, cfill))
     assert _same(tuple(map(tuple, got[0])), tuple(map(tuple, got[1])))
     tok_s, tok_e, flag, doc_tok = got[0][0]
-    # the one-pass kernel the splitter calls, AOT and JIT: the same as the two passes
-    for k in (aot, jit):
-        ctab, cfill = np.zeros_like(kn.ctab), np.zeros(1, np.int64)
-        one = tuple(k.split_docs(data, offsets, docs, *tabs, ctab, cfill) for _ in range(2))
-        assert _same(one, tuple(got[1][:2])) and _same((ctab, cfill), got[1][2])
     assert 0 < flag.sum() < len(flag)  # fallback chunks (non-ASCII) are in there
     fb = np.flatnonzero(flag)
     assert _same(aot.hash_spans(data, tok_s[fb], tok_e[fb]), jit.hash_spans(data, tok_s[fb], tok_e[fb]))
@@ -134,24 +129,3 @@ def test_gopher_stage_commands_run_without_numba_and_decide_as_jit(aot, raw_docs
             kept[flag] = (sorted(ids), st["dropped"])
         assert "numba imported: False" in outs["1"] and "numba imported: True" in outs["0"], kind
         assert kept["1"] == kept["0"] and 0 < len(kept["1"][0]) < 200 and kept["1"][1], kind
-
-
-def test_one_pass_split_is_the_two_pass_split(raw_docs: list[dict]) -> None:
-    """``split_docs`` (chunk ends found while splitting) against ``chunk_bounds`` +
-    ``split_chunks`` (JIT kernels: runs without an AOT build too), on real text and edge cases:
-    a subset of the rows, Unicode whitespace at chunk ends, a 5,000-byte chunk, empty rows."""
-    from pipeline.filters import _wordkernels as jit
-
-    kn = w._kernels()
-    texts = [r["text"] for r in raw_docs[:300]] + [
-        "", "  \u2003 ", "a\u3000b\u00a0c\u2028d\u0085e", "é" * 3000, "x" * 5000, "it’s “q” ok.",
-    ]  # fmt: skip
-    data, offsets = w.utf8_buffers(pa.array(texts, pa.string()))
-    tabs = (kn.ct, kn.special, kn.fl, kn.merge_pairs, *kn.units, *kn.currencies)
-    for docs in (np.arange(len(texts), dtype=np.int64), np.arange(1, len(texts), 3, dtype=np.int64)):
-        ta, fa = np.zeros_like(kn.ctab), np.zeros(1, np.int64)
-        tb, fb = np.zeros_like(kn.ctab), np.zeros(1, np.int64)
-        one = jit.split_docs(data, offsets, docs, *tabs, ta, fa)
-        two = jit.split_chunks(data, *jit.chunk_bounds(data, offsets, docs), *tabs, tb, fb)
-        assert _same(one, two) and _same((ta, fa), (tb, fb))
-        assert len(one[0]) > 10_000 and one[2].sum() > 0
