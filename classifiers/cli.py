@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,7 +16,21 @@ if TYPE_CHECKING:
     from pipeline.stage import ScoreStage
 
 
-@click.group("classifier")
+class _OneLineErrors(click.Group):
+    """Input the commands cannot use (a file that is no JSONL, one label, a missing field, a
+    --holdout outside [0, 1)) raises ValueError or FileNotFoundError with a message written for
+    the user: print it as one line (exit 1), not as a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UnicodeDecodeError as e:
+            raise click.ClickException(f"the input is not UTF-8 text (byte {e.start}: {e.reason})") from None
+        except (ValueError, FileNotFoundError) as e:
+            raise click.ClickException(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
+
+
+@click.group("classifier", cls=_OneLineErrors)
 def classifier() -> None:
     """Train quality classifiers and score documents with them."""
 

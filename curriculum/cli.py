@@ -90,7 +90,7 @@ def build(
             budget_tokens=budget_tokens,
             tokenizer=tokenizer,
         )
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:  # not a snapshot, a bad --phases/--mix: one line
         raise click.UsageError(str(e)) from None
     cur = manifest["extra"]["curriculum"]
     for p in cur["phases"]:

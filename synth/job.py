@@ -28,9 +28,11 @@ def load_job(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise SpecError(f"job file {str(p)!r} does not exist")
     try:
-        data = tomllib.loads(p.read_text())
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"job {str(p)!r} is not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise SpecError(f"job {str(p)!r} is not UTF-8 text (byte {e.start}); a job is a TOML file") from None
     if not isinstance(data.get("tasks"), list) or not data["tasks"]:
         raise SpecError("job error: tasks: add at least one [[tasks]] table")
     unknown = set(data) - {"name", "generation", "tasks", "output"}

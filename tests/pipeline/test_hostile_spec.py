@@ -165,3 +165,22 @@ def test_report_of_an_unreachable_server_is_one_line(tmp_path: Path):
     p = _assay(["report", f"http://127.0.0.1:{free_port()}/v1/snapshots/x", "--out", str(tmp_path / "r.html")])
     assert p.returncode == 2 and p.stderr.startswith("error: GET http://127.0.0.1:") and "refused" in p.stderr, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_other_commands_on_unusable_input_are_one_line(tmp_path: Path):
+    junk = tmp_path / "junk.jsonl"
+    junk.write_bytes(b'{"text": "a", "label": 1}\n\xff\xfe not text\n')
+    notjson = tmp_path / "notjson.jsonl"
+    notjson.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    job = tmp_path / "job.toml"
+    job.write_bytes(b"name = 'x'\n\xff\xfe")
+    for args, words in (
+        (["classifier", "train", "fasttext", "--train", str(junk), "--output", str(tmp_path / "m.bin")],
+         "Error: the input is not UTF-8 text (byte"),
+        (["classifier", "train", "fasttext", "--train", str(notjson), "--output", str(tmp_path / "m.bin")],
+         f"Error: {notjson}:1: not valid JSON"),
+        (["curriculum", "build", str(tmp_path), str(tmp_path / "cur")], "Error: no snapshot manifest at"),
+        (["synth", "generate", str(job), "--output", str(tmp_path / "sg")], "is not UTF-8 text (byte 11)"),
+    ):
+        p = _assay(args)
+        assert p.returncode in (1, 2) and "Traceback" not in p.stderr and words in p.stderr, (args, p.stderr)
