@@ -113,7 +113,7 @@ class _KernelLid:
                 predict_batch(
                     np.frombuffer(data_buf, dtype=np.uint8), offsets, valid,
                     -1 if max_chars is None else max_chars, m.minn, m.maxn, m.bucket,
-                    m.bucket_row, m.input_rows, m.word_table, m.word_hash, m.word_bytes,
+                    m.bucket_bits, m.bucket_rank, m.rank_row, m.input_rows, m.word_table, m.word_hash, m.word_bytes,
                     m.word_offsets, m.sub_offsets, m.sub_rows, self.eos_id, m.out_dense,
                     m.tree_left, m.tree_right, lab, sc,
                 )  # fmt: skip

@@ -267,3 +267,25 @@ def test_without_numba_the_stage_falls_back_to_fasttext(monkeypatch, paragraphs,
     got = stage.predict(texts)
     assert stage._kernel is False and "numba is not installed" in caplog.text
     assert got[0] == expected[0] and np.array_equal(got[1], expected[1])
+
+
+def test_compact_bucket_index_and_float_modulo_equal_the_plain_ones():
+    """The kernel's n-gram lookup: ``h % bucket`` by a float64 multiply and the bit/rank index
+    give exactly ``bucket_row[h % bucket]`` — every bucket of lid.176, and hashes at the edges
+    (0, 2**32 - 1, multiples of the bucket count and their neighbours) plus random ones."""
+    from pipeline.filters import _lid_model
+    from pipeline.filters._lid_kernel import _bucket_row, _mod
+
+    m = _lid_model.load(default_model_path())
+    every = np.arange(m.bucket, dtype=np.int64)
+    idx = np.array([_bucket_row(b, m.bucket_bits, m.bucket_rank, m.rank_row) for b in every[::7]])
+    assert np.array_equal(idx, m.bucket_row[::7])
+    assert (m.bucket_row >= 0).sum() == len(m.rank_row) and m.rank_row.min() >= m.nwords
+    d = m.bucket
+    rng = np.random.default_rng(0)
+    hs = [0, 1, d - 1, d, d + 1, 2**32 - 1, 2**32 - 2, *(k * d + e for k in (1, 2, 2147, 2147) for e in (-1, 0, 1))]
+    hs += rng.integers(0, 2**32, 20_000).tolist()
+    hs = [h for h in hs if 0 <= h < 2**32]
+    assert [_mod(np.int64(h), np.int64(d), 1.0 / d) for h in hs] == [h % d for h in hs]
+    for d2 in (1, 3, 1_000_003, 2**31 - 1):
+        assert [_mod(np.int64(h), np.int64(d2), 1.0 / d2) for h in hs[:3000]] == [h % d2 for h in hs[:3000]]
