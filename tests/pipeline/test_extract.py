@@ -176,3 +176,51 @@ def test_missing_html_column_says_what_to_do():
     table = pa.table({"doc_id": ["a"], "text": ["x"], "source": ["s"], "url": [None]})
     with pytest.raises(ValueError, match="needs raw HTML"):
         HtmlExtractStage().process(table, StageContext("x"))
+
+
+def _plain_extract(body: bytes) -> tuple[str | None, str | None]:
+    """extract.html's decisions written the plain way (the spaced 257-level selector, the whole
+    page's ``<`` counted, ``strip()`` copies): the reference for the stage's cheaper checks."""
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.html import HTMLTree
+
+    from pipeline.extract import _BINARY_PROBE_CHARS, _CONTROL, _MAX_DEPTH
+
+    if not body.strip():
+        return None, "empty_html"
+    page = decode_html(body)
+    if not page.strip():
+        return None, "empty_html"
+    probe = page[:_BINARY_PROBE_CHARS]
+    if sum(1 for ch in probe if ch in _CONTROL) / len(probe) > 0.10:
+        return None, "binary_content"
+    tree = HTMLTree.parse(page)
+    deep = page.count("<") > _MAX_DEPTH and tree.document.query_selector(" > ".join(["*"] * (_MAX_DEPTH + 1)))
+    text = extract_plain_text(tree, main_content=not deep).strip()
+    return (text, None) if text else (None, "empty_extraction")
+
+
+def test_same_texts_and_reasons_as_the_plain_checks_on_the_committed_sample():
+    """Every page of examples/data's two WARC files (378) extracts to the same text as the plain
+    reference; and the nesting guard switches at the same depth: html > body > 253 <div>s > p
+    keeps the main-content pass (the <nav> is dropped), 254 (a 257-element chain) turn it off."""
+    from pipeline.readers import ReaderOptions, read_shard
+    from tests.conftest import EXAMPLES
+
+    bodies = []
+    for f in sorted(EXAMPLES.glob("debian-docs-sample-*.warc.gz")):
+        for t in read_shard(f, ReaderOptions()):
+            if isinstance(t, pa.Table):
+                bodies += t.column("html").to_pylist()
+    stage = HtmlExtractStage()
+    assert len(bodies) == 378
+    assert [stage.extract_one(b) for b in bodies] == [_plain_extract(b) for b in bodies]
+
+    def nested(k: int) -> bytes:  # the tags at the end, past the first 32 KB the stage counts first
+        return (b"<html><body><nav><a href='/'>Home</a> <a href='/x'>Menu</a></nav>" + b"x " * 20_000
+                + b"<div>" * k + b"<p>The main text of the page.</p>" + b"</div>" * k + b"</body></html>")
+
+    for k, main in ((253, True), (254, False)):
+        text, reason = stage.extract_one(nested(k))
+        assert reason is None and ("Home" not in text) == main, k
+        assert (text, reason) == _plain_extract(nested(k))
