@@ -151,6 +151,59 @@ def run_datatrove(files: list[str], work: str, workers: int, extractor: str,
     return {"wall_s": wall, "docs_out": out_rows, "tasks": tasks, "per_step": per_step}
 
 
+def _resiliparse_part(files: list[str]) -> dict[str, float]:
+    """One worker of :func:`run_resiliparse_only`: process-time sums over its files' pages."""
+    import pyarrow as pa
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.html import HTMLTree
+
+    from pipeline.extract import decode_html
+    from pipeline.readers import ReaderOptions, read_shard
+
+    pt = time.process_time
+    t = {"pages": 0, "parse_s": 0.0, "main_content_s": 0.0, "all_text_s": 0.0}
+    for f in files:
+        for item in read_shard(f, ReaderOptions()):
+            if not isinstance(item, pa.Table):
+                continue
+            for body in item.column("html").to_pylist():
+                page = decode_html(body)
+                if not page or page.isspace():
+                    continue
+                t0 = pt()
+                tree = HTMLTree.parse(page)
+                t1 = pt()
+                extract_plain_text(tree, main_content=True)
+                t2 = pt()
+                extract_plain_text(tree, main_content=False)
+                t3 = pt()
+                t["pages"] += 1
+                t["parse_s"] += t1 - t0
+                t["main_content_s"] += t2 - t1
+                t["all_text_s"] += t3 - t2
+    return t
+
+
+def run_resiliparse_only(files: list[str], workers: int) -> dict[str, Any]:
+    """The ceiling of the held-equal ratio: resiliparse's own ``HTMLTree.parse`` +
+    ``extract_plain_text(main_content=True)`` (what both sides run on every page, with the
+    options both use) timed alone, around nothing else, in ``workers`` processes like the
+    pipelines' (so they share the cores the same way); plus ``main_content=False`` on the same
+    tree, untimed by the ceiling, to show what the main-content pass costs. Reading and decoding
+    are outside the timers."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    parts = [files[i::workers] for i in range(workers)]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(workers) as ex:
+        res = list(ex.map(_resiliparse_part, parts))
+    out: dict[str, Any] = {k: sum(r[k] for r in res) for k in res[0]}
+    out["ceiling_cpu_s"] = out["parse_s"] + out["main_content_s"]
+    out["wall_s"] = time.perf_counter() - t0
+    out["docs_out"] = out["pages"]
+    return out
+
+
 def measured(func: str, env: dict[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
     """``func`` (``run_assay`` / ``run_datatrove``) in a fresh process; ``cpu_s`` is the CPU of
     that process and every process it started (workers, forkserver, managers), see
@@ -314,6 +367,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--repetition", action="store_true",
                     help="Gopher repetition before Gopher quality on both sides (the issue's pipeline); "
                          "adds an assay row with the word sharing off (ASSAY_SHARE_WORDS=0); needs --no-explain")
+    ap.add_argument("--no-ceiling", action="store_true",
+                    help="skip the ceiling probe (resiliparse's parse + extract_plain_text alone on the same pages)")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
     if args.repetition and not (args.no_explain and not args.explain_only):
@@ -361,6 +416,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             res["datatrove_resiliparse"] = measured("run_datatrove", files=fs, work=str(tmp / "dt-resiliparse"),
                                                     workers=args.workers, extractor="resiliparse", **rp)
             _pair(res, "assay_equal", "datatrove_resiliparse")
+            if not args.no_ceiling:  # the same pages, resiliparse alone: the held-equal ratio's ceiling
+                c = res["resiliparse_only"] = measured("run_resiliparse_only", files=fs, workers=args.workers)
+                res["datatrove_resiliparse"]["ceiling"] = round(
+                    res["datatrove_resiliparse"]["cpu_s"] / c["ceiling_cpu_s"], 2)
         _dump(args.json, res)
         # as shipped: input.split and LID on the first 10,000 characters
         res["assay_shipped"] = measured("run_assay", files=ss, out=str(tmp / "assay"), workers=args.workers,
@@ -407,6 +466,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"({100 * cpu / res['assay_equal']['cpu_s']:4.1f}% of the tree)  {mbs:8.1f} MB/CPU-s")
     print(f"  {'(outside the stages)':24s} CPU {res['assay_equal']['cpu_s'] - tot:7.2f} s: start-up, imports, "
           "WARC reading, Parquet writing, the exact-dedup reduce, the manifest")
+    if "resiliparse_only" in res:
+        c, d = res["resiliparse_only"], res["datatrove_resiliparse"]
+        print(f"\nresiliparse alone on the same {c['pages']} pages ({args.workers} processes; CPU-s inside the timers): "
+              f"HTMLTree.parse {c['parse_s']:.2f} + extract_plain_text(main_content=True) {c['main_content_s']:.2f} "
+              f"= {c['ceiling_cpu_s']:.2f} (main_content=False on the same trees: {c['all_text_s']:.2f}; "
+              f"process tree {c['cpu_s']:.1f})")
+        print(f"held-equal ratio {d['assay_speedup_cpu']:.1f}x of a ceiling {d['ceiling']:.1f}x "
+              f"(datatrove's tree {d['cpu_s']:.1f} CPU-s / resiliparse alone {c['ceiling_cpu_s']:.2f}); "
+              f"assay outside resiliparse: {res['assay_equal']['cpu_s'] - c['ceiling_cpu_s']:.2f} CPU-s")
     for key in ("datatrove_resiliparse", "datatrove_trafilatura"):
         if res.get(key, {}).get("per_step"):
             print(f"\n{key} per step (datatrove's own timers: wall s inside each step, summed over tasks):")
