@@ -167,3 +167,35 @@ def test_ray_executor_gives_the_same_manifest(reference: dict, shards: Path, tmp
     pytest.importorskip("ray")
     m = run_spec(PipelineSpec.from_dict(_spec_data(shards, tmp_path / "snap")), ray="auto", progress=False)
     assert m == reference
+
+
+def test_each_segment_hands_out_its_largest_shards_first(raw_docs, tmp_path: Path, monkeypatch):
+    """Shards run largest first — segment 0 by input bytes, later segments by the rows the
+    previous segment kept — so that a segment's last tasks are its smallest and the workers
+    reach the barrier together; the snapshot lists its shards in input order all the same."""
+    from pipeline import _trace
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    sizes = [20, 60, 10, 40, 30]  # docs per shard: the input bytes follow
+    k = 0
+    for s, n in enumerate(sizes):
+        with open(inp / f"s{s}.jsonl", "w") as fh:
+            for d in raw_docs[k:k + n]:
+                fh.write(json.dumps({"id": f"{s}-{k}", "text": d["text"]}) + "\n")
+                k += 1
+    data = {"name": "order", "input": {"paths": [str(inp)]}, "output": {"dir": str(tmp_path / "out")},
+            "stages": [{"kind": "filter.length", "min_chars": 300}, {"kind": "dedup.exact"}]}
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    monkeypatch.setenv(_trace.ENV, str(trace))
+    m = run_spec(PipelineSpec.from_dict(data), progress=False, workers=1)
+    ran = [e["what"] for e in _trace.load(trace) if " shard " in e["what"]]
+    seg0 = [int(w.rsplit(" ", 1)[1]) for w in ran if w.startswith("seg0 ")]
+    by_bytes = sorted(range(5), key=lambda s: -(inp / f"s{s}.jsonl").stat().st_size)
+    assert seg0 == by_bytes != list(range(5)), (seg0, by_bytes)
+    markers = {json.loads(p.read_text())["shard"]: json.loads(p.read_text())["rows"]
+               for p in (tmp_path / "out" / "_work" / "markers" / "seg0").glob("*.json")}
+    seg1 = [int(w.rsplit(" ", 1)[1]) for w in ran if w.startswith("seg1 ")]
+    assert seg1 == sorted(range(5), key=lambda s: -markers[s]), (seg1, markers)
+    assert [s["path"] for s in m["shards"]] == sorted(s["path"] for s in m["shards"])
