@@ -165,13 +165,14 @@ class SoftDedupStage(BarrierStage):
         log_norm = float(np.log(total + c.smoothing * width)) if total else 0.0
         sc = rc.scratch_dir("scores")
         scored = yield [ReduceTask(_score, (g, merged, c.ngram, c.smoothing, log_norm, sc)) for g in groups]
-        n_has = int(sum(scored))
+        n_has = int(sum(n for n, _ in scored))
         score_groups = [[f"{sc}/part-{i:05d}.parquet" for i, _ in g] for g in groups]
         median = 0.0
         mean_raw = 1.0
         if n_has:
             (median,) = yield from exact_quantiles(
-                n_has, [0.5], lambda pre: [ReduceTask(_lp_histograms, (g, pre)) for g in score_groups])
+                n_has, [0.5], lambda pre: [ReduceTask(_lp_histograms, (g, pre)) for g in score_groups],
+                first=[h for _, h in scored])
             sums = yield [ReduceTask(_raw_sum, (g, median, c.cluster_alpha)) for g in score_groups]
             mean_raw = float(sum(sums, Fraction(0)) / n_has)
         outs = yield [ReduceTask(_weights, (g, i_s, median, mean_raw, c.cluster_alpha, c.min_weight, c.max_weight,
@@ -185,7 +186,8 @@ class SoftDedupStage(BarrierStage):
             qs = ("0.01", "0.1", "0.5", "0.9", "0.99")
             got = yield from exact_quantiles(
                 n_docs, [float(q) for q in qs],
-                lambda pre: [ReduceTask(_weight_histograms, (g, pre)) for g in state_groups])
+                lambda pre: [ReduceTask(_weight_histograms, (g, pre)) for g in state_groups],
+                first=[o["first_round"] for o in outs])
             quantiles = dict(zip(qs, got, strict=True))
         info = {
             "ngram": c.ngram,
@@ -286,9 +288,10 @@ def _merge_range(parts: list[str], out: str) -> None:
 
 
 def _score(group: list[tuple[int, str]], merged: list[str], ngram: int, smoothing: float, log_norm: float,
-           out_dir: str) -> int:
-    """Step 3: log commonness of each doc of these shards; returns how many have n-grams."""
-    from pipeline.reduce import join, load_npy, write_scratch_table
+           out_dir: str) -> tuple[int, np.ndarray]:
+    """Step 3: log commonness of each doc of these shards; returns how many have n-grams, and
+    the first round of the median's selection over them (so that round needs no step)."""
+    from pipeline.reduce import first_round_histogram, join, load_npy, sortable_bits, write_scratch_table
 
     k = _kernels()
     parts: list[np.ndarray | None] = [load_npy(m) for m in merged]
@@ -301,6 +304,7 @@ def _score(group: list[tuple[int, str]], merged: list[str], ngram: int, smoothin
         parts[i] = p = None  # each part dropped once copied (a local part: its mapped pages too)
     del parts
     n_has = 0
+    hist = first_round_histogram(np.zeros(0, np.uint64))
     for shard, path in group:
         ids, logp, sizes = [], [], []
         for words, offsets, t in _iter_words([path]):
@@ -312,6 +316,7 @@ def _score(group: list[tuple[int, str]], merged: list[str], ngram: int, smoothin
             sizes.append(t.column(CLUSTER_SIZE).to_numpy().astype(np.float64))
         lp = np.concatenate(logp) if logp else np.zeros(0)
         n_has += int((~np.isnan(lp)).sum())
+        hist += first_round_histogram(sortable_bits(lp[~np.isnan(lp)]))
         write_scratch_table(join(out_dir, f"part-{shard:05d}.parquet"), pa.table({
             schema.DOC_ID: pa.chunked_array(ids, pa.string()) if ids else pa.array([], pa.string()),
             "logp": pa.array(lp, pa.float64()),
@@ -319,7 +324,7 @@ def _score(group: list[tuple[int, str]], merged: list[str], ngram: int, smoothin
         }))
         del ids, logp, sizes
         pa.default_memory_pool().release_unused()  # else the pool keeps pages of every shard read
-    return n_has
+    return n_has, hist
 
 
 def _scores(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -359,12 +364,14 @@ def _raw_sum(paths: list[str], median: float, alpha: float):  # type: ignore[no-
 
 def _weights(paths: list[str], shards: list[int], median: float, mean_raw: float, alpha: float,
              min_w: float, max_w: float, state_dir: str) -> dict[str, Any]:
-    """Step 5: normalized, clipped weights of these shards -> their apply state."""
+    """Step 5: normalized, clipped weights of these shards -> their apply state (and the first
+    round of the weight quantiles' selection, so that round needs no step)."""
     from fractions import Fraction
 
-    from pipeline.reduce import exact_sum, read_parquet, shard_state_path, write_table
+    from pipeline.reduce import exact_sum, first_round_histogram, read_parquet, shard_state_path, sortable_bits, write_table
 
-    res: dict[str, Any] = {"docs": 0, "w_sum": Fraction(0), "clipped_low": 0, "clipped_high": 0}
+    res: dict[str, Any] = {"docs": 0, "w_sum": Fraction(0), "clipped_low": 0, "clipped_high": 0,
+                           "first_round": first_round_histogram(np.zeros(0, np.uint64))}
     for p, shard in zip(paths, shards, strict=True):
         t = read_parquet(p)
         lp, size = t.column("logp").to_numpy(), t.column(CLUSTER_SIZE).to_numpy()
@@ -377,6 +384,7 @@ def _weights(paths: list[str], shards: list[int], median: float, mean_raw: float
         res["w_sum"] += exact_sum(w)
         res["clipped_low"] += int((w <= min_w).sum())
         res["clipped_high"] += int((w >= max_w).sum())
+        res["first_round"] += first_round_histogram(sortable_bits(w))
         write_table(shard_state_path(state_dir, shard), pa.table({
             schema.DOC_ID: t.column(schema.DOC_ID),
             schema.WEIGHT: pa.array(w, pa.float64()),

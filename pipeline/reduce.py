@@ -384,22 +384,40 @@ def digit_histograms(keys: np.ndarray, prefixes: list[tuple[int, int]]) -> np.nd
     return out
 
 
+FIRST_ROUND: list[tuple[int, int]] = [(0, 0)]  # the prefixes of round 0, whatever the ranks
+
+
+def first_round_histogram(keys: np.ndarray) -> np.ndarray:
+    """Round 0 of :func:`select_kth` over these keys (``digit_histograms(keys, FIRST_ROUND)``):
+    a task that produces the values can return it, and the plan then skips that round's step."""
+    return digit_histograms(keys, FIRST_ROUND)
+
+
 def select_kth(
-    ranks: list[int], histograms_of: Callable[[list[tuple[int, int]]], list[ReduceTask]]
+    ranks: list[int], histograms_of: Callable[[list[tuple[int, int]]], list[ReduceTask]],
+    first: list[np.ndarray] | None = None,
 ) -> Generator[list[ReduceTask], list[Any], list[int]]:
     """Sub-plan: the keys of the given 0-based ranks, by 4 rounds of merged digit histograms.
 
     ``histograms_of(prefixes)`` returns the tasks of one round; each task returns a
     ``digit_histograms`` array for its part of the data. Yields those steps; returns keys.
+    A round asks for each distinct prefix once (ranks close together share theirs: round 0
+    always has one, ``FIRST_ROUND``). ``first``: round 0's histograms, if the tasks that made the
+    values returned them (:func:`first_round_histogram`) — one step and one read of the data
+    fewer; the keys are the same.
     """
     prefixes = [0] * len(ranks)
     remaining = list(ranks)
     for rnd in range(_ROUNDS):
-        tasks = histograms_of([(p, rnd) for p in prefixes])
-        results = yield tasks
-        hist = np.sum(np.stack(results), axis=0) if results else np.zeros((len(ranks), 1 << _DIGIT_BITS), np.int64)
+        asked = sorted(set(prefixes))
+        if rnd == 0 and first is not None:
+            results = list(first)
+        else:
+            results = yield histograms_of([(p, rnd) for p in asked])
+        hist = np.sum(np.stack(results), axis=0) if results else np.zeros((len(asked), 1 << _DIGIT_BITS), np.int64)
+        cums = {p: np.cumsum(hist[i]) for i, p in enumerate(asked)}
         for j in range(len(ranks)):
-            cum = np.cumsum(hist[j])
+            cum = cums[prefixes[j]]
             d = int(np.searchsorted(cum, remaining[j], side="right"))
             remaining[j] -= int(cum[d - 1]) if d > 0 else 0
             prefixes[j] = (prefixes[j] << _DIGIT_BITS) | d
@@ -424,12 +442,14 @@ def quantile_ranks(n: int, q: float) -> tuple[int, int, float]:
 
 
 def exact_quantiles(
-    n: int, qs: list[float], histograms_of: Callable[[list[tuple[int, int]]], list[ReduceTask]]
+    n: int, qs: list[float], histograms_of: Callable[[list[tuple[int, int]]], list[ReduceTask]],
+    first: list[np.ndarray] | None = None,
 ) -> Generator[list[ReduceTask], list[Any], list[float]]:
-    """Sub-plan: exact ``np.quantile(values, qs)`` over distributed values (``n`` of them)."""
+    """Sub-plan: exact ``np.quantile(values, qs)`` over distributed values (``n`` of them);
+    ``first``: see :func:`select_kth`."""
     triples = [quantile_ranks(n, q) for q in qs]
     ranks = sorted({r for lo, hi, _ in triples for r in (lo, hi)})
-    keys = yield from select_kth(ranks, histograms_of)
+    keys = yield from select_kth(ranks, histograms_of, first)
     val = {r: from_sortable_bits(k) for r, k in zip(ranks, keys, strict=True)}
     return [lerp_quantile(val[lo], val[hi], t) for lo, hi, t in triples]
 

@@ -21,7 +21,9 @@ from pipeline.reduce import (
     ReduceTask,
     digit_histograms,
     exact_quantiles,
+    FIRST_ROUND,
     exact_sum,
+    first_round_histogram,
     hash_partition,
     run_plan_inline,
     sortable_bits,
@@ -181,6 +183,41 @@ def test_exact_quantiles_match_numpy_bit_for_bit(shared_data: Path, k: int) -> N
 
     got = run_plan_inline(exact_quantiles(len(v), qs, tasks))
     assert got == np.quantile(v, qs).tolist()
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_exact_quantiles_ask_each_prefix_once_and_take_round_0_from_the_producers(shared_data: Path, k: int) -> None:
+    """Each round asks for every distinct prefix once (round 0: one, whatever the ranks; before,
+    one histogram per rank — 5 MB per task for SoftDedup's 5 weight quantiles), and with the
+    producers' round-0 histograms (``first``) the plan has 3 steps instead of 4; same values."""
+    v = _values(shared_data)
+    parts = np.array_split(v, k)
+    qs = [0.0, 0.01, 0.05, 0.3, 0.5, 0.97, 1.0]
+    asked: list[list[tuple[int, int]]] = []
+
+    def tasks(prefixes):  # type: ignore[no-untyped-def]
+        asked.append(list(prefixes))
+        return [ReduceTask(digit_histograms, (sortable_bits(p), prefixes)) for p in parts]
+
+    steps = []
+
+    def run(plan):  # type: ignore[no-untyped-def]
+        try:
+            step = next(plan)
+            while True:
+                steps.append(len(step))
+                step = plan.send([t() for t in step])
+        except StopIteration as e:
+            return e.value
+
+    assert run(exact_quantiles(len(v), qs, tasks)) == np.quantile(v, qs).tolist()
+    assert len(steps) == 4 and asked[0] == FIRST_ROUND
+    assert all(len(a) == len(set(a)) for a in asked) and len(asked[1]) < 2 * len(qs)
+    asked.clear()
+    steps.clear()
+    first = [first_round_histogram(sortable_bits(p)) for p in parts]
+    assert run(exact_quantiles(len(v), qs, tasks, first=first)) == np.quantile(v, qs).tolist()
+    assert len(steps) == 3 and all(a[0][1] > 0 for a in asked)
 
 
 def test_hash_partition_is_balanced_and_stable() -> None:
