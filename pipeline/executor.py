@@ -711,9 +711,32 @@ def _start_fork_server(spec: PipelineSpec) -> Any:
 
     ctx = get_context("forkserver")
     ctx.set_forkserver_preload(modules_for(spec.build_stages()))  # used when it (re)starts
-    with _trace.span("driver", "fork server start"):
+    with _trace.span("driver", "fork server start"), _sys_path_for_the_server():
         fs.ensure_running()
     return ctx
+
+
+@contextlib.contextmanager
+def _sys_path_for_the_server() -> Iterator[None]:
+    """This process's ``sys.path`` as the fork server's ``PYTHONPATH`` while it is launched.
+
+    The server imports its preload list with the search path of a fresh interpreter: Python
+    hands it the driver's ``sys.path`` but applies it only in each forked worker, after the
+    preload. So a driver whose path differs — a script or notebook that inserts a checkout or a
+    folder of its own stage modules, ``bench scale --compare-tree`` — had its workers run the
+    preloaded modules from another tree (the working directory's or the installed one: found
+    measuring an A/B of two trees), and a stage module found only on the driver's path was not
+    preloaded at all, so workers did not know its kind."""
+    old = os.environ.get("PYTHONPATH")
+    entries = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(entries + ([old] if old else [])))
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
 
 
 def _cheap_to_run_here(spec: PipelineSpec, seg: Segment, workers: int) -> bool:

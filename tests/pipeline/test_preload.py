@@ -141,3 +141,63 @@ def test_the_driver_runs_shards_while_the_pool_starts_and_the_snapshot_is_the_sa
     assert min(e["t0"] for e in here) < preload["t1"]  # while the server was still preloading
     one = run_spec(PipelineSpec.from_dict({**data, "output": {"dir": str(tmp_path / "one")}}), progress=False, workers=1)
     assert one["snapshot_id"] == out["snapshot_id"]
+
+
+def test_the_fork_server_preloads_from_the_drivers_sys_path(tmp_path: Path, raw_docs):
+    """A driver that puts a folder of its own stage modules on ``sys.path`` (a notebook, a
+    script; ``bench scale --compare-tree`` does it with a whole checkout): the fork server
+    preloads that module from there — before, it imported its preload list with a fresh
+    interpreter's path, so the module was not found (workers=2 then failed: the workers did not
+    know the stage's kind) and a checkout on the driver's path lost to the working directory's."""
+    import json
+    import textwrap
+
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "probe_stage.py").write_text(textwrap.dedent("""
+        import os
+        from typing import ClassVar
+        import pyarrow as pa
+        from pipeline.registry import register
+        from pipeline.stage import Stage
+        IMPORTED_IN = os.getpid()
+        @register
+        class ProbeStage(Stage):
+            kind: ClassVar[str] = "test.probe"
+            def process(self, table, ctx):
+                tag = f"{IMPORTED_IN}:{os.getpid()}"  # where the module was imported : where it runs
+                return table.append_column("probe", pa.array([tag] * table.num_rows, pa.string()))
+    """))
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for s in range(4):
+        with open(inp / f"s{s}.jsonl", "w") as fh:
+            for i, d in enumerate(raw_docs[s * 10:(s + 1) * 10]):
+                fh.write(json.dumps({"id": f"{s}-{i}", "text": d["text"]}) + "\n")
+    out = tmp_path / "out"
+    data = {"name": "t", "input": {"paths": [str(inp)]}, "output": {"dir": str(out)},
+            "stages": [{"kind": "dedup.exact"}, {"kind": "test.probe"}]}  # probe after the barrier: in the pool
+    driver = tmp_path / "driver.py"
+    driver.write_text(textwrap.dedent(f"""
+        import json, os, sys
+        if __name__ == "__main__":  # the path is the driver's only: not set again in the server
+            sys.path.insert(0, {str(REPO)!r})
+            sys.path.insert(0, {str(mods)!r})
+            import probe_stage
+            from pipeline.run import run_spec
+            from pipeline.spec import PipelineSpec
+            m = run_spec(PipelineSpec.from_dict(json.loads({json.dumps(data)!r})), progress=False, workers=2)
+            print(json.dumps({{"pid": os.getpid(), "snapshot_id": m["snapshot_id"]}}))
+    """))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, str(driver)], capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    driver_pid = json.loads(r.stdout.strip().splitlines()[-1])["pid"]
+    import pyarrow.parquet as pq
+
+    tags = set()
+    for f in (out / "shards").glob("*.parquet"):
+        tags.update(pq.read_table(f, columns=["probe"]).column(0).to_pylist())
+    in_pool = {t for t in tags if int(t.split(":")[1]) != driver_pid}
+    assert in_pool, tags  # some shards ran in pool workers ...
+    assert all(t.split(":")[0] != t.split(":")[1] for t in in_pool), tags  # ... with the module preloaded
