@@ -77,6 +77,12 @@ class InputSpec(_Strict):
     id_field: str = "id"
     url_field: str = "url"
     source: str | None = Field(None, description="value of the `source` column; default: file name")
+    max_doc_bytes: int = Field(8 * 1024 * 1024, gt=0, description="larger records are quarantined")
+    split: int = Field(
+        1, ge=1, le=1024,
+        description="read each input file as this many shards (shard k takes every split-th record "
+        "from k), so a few big files still keep every worker busy",
+    )
 
     @field_validator("paths")
     @classmethod
@@ -84,12 +90,6 @@ class InputSpec(_Strict):
         for i, p in enumerate(v):
             check_location(p, f"entry {i}")
         return v
-    max_doc_bytes: int = Field(8 * 1024 * 1024, gt=0, description="larger records are quarantined")
-    split: int = Field(
-        1, ge=1, le=1024,
-        description="read each input file as this many shards (shard k takes every split-th record "
-        "from k), so a few big files still keep every worker busy",
-    )
 
 
 class OutputSpec(_Strict):

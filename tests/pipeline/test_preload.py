@@ -50,10 +50,7 @@ def test_the_fork_server_preloads_while_the_driver_plans_and_the_trace_shows_eve
 
     inp = tmp_path / "in"
     inp.mkdir()
-    for s in range(4):
-        with open(inp / f"s{s}.jsonl", "w") as fh:
-            for i, d in enumerate(raw_docs[s * 40:(s + 1) * 40]):
-                fh.write(json.dumps({"id": f"{s}-{i}", "text": d["text"]}) + "\n")
+    _write_shards(inp, raw_docs, per_shard=40)
     spec = {"name": "t", "input": {"paths": [str(inp)]}, "output": {"dir": str(tmp_path / "out")},
             "stages": [{"kind": "filter.length", "min_chars": 100}, {"kind": "dedup.exact"}]}
     trace = tmp_path / "trace"
@@ -170,10 +167,7 @@ def test_the_fork_server_preloads_from_the_drivers_sys_path(tmp_path: Path, raw_
     """))
     inp = tmp_path / "in"
     inp.mkdir()
-    for s in range(4):
-        with open(inp / f"s{s}.jsonl", "w") as fh:
-            for i, d in enumerate(raw_docs[s * 10:(s + 1) * 10]):
-                fh.write(json.dumps({"id": f"{s}-{i}", "text": d["text"]}) + "\n")
+    _write_shards(inp, raw_docs, per_shard=10)
     out = tmp_path / "out"
     data = {"name": "t", "input": {"paths": [str(inp)]}, "output": {"dir": str(out)},
             "stages": [{"kind": "dedup.exact"}, {"kind": "test.probe"}]}  # probe after the barrier: in the pool
@@ -201,3 +195,13 @@ def test_the_fork_server_preloads_from_the_drivers_sys_path(tmp_path: Path, raw_
     in_pool = {t for t in tags if int(t.split(":")[1]) != driver_pid}
     assert in_pool, tags  # some shards ran in pool workers ...
     assert all(t.split(":")[0] != t.split(":")[1] for t in in_pool), tags  # ... with the module preloaded
+
+
+def _write_shards(inp: Path, raw_docs: list[dict], per_shard: int, shards: int = 4) -> None:
+    """``shards`` JSONL inputs of ``per_shard`` real docs each, ids ``<shard>-<row>``."""
+    import json
+
+    for s in range(shards):
+        with open(inp / f"s{s}.jsonl", "w") as fh:
+            for i, d in enumerate(raw_docs[s * per_shard:(s + 1) * per_shard]):
+                fh.write(json.dumps({"id": f"{s}-{i}", "text": d["text"]}) + "\n")
