@@ -71,12 +71,19 @@ def _loopback(host: str) -> bool:
               help="work folders of failed/cancelled jobs are removed after this long (resubmitting resumes until then)")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="serve HTTPS with this certificate")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False))
+@click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0, 3600, min_open=True),
+              help="seconds a client has to send a request's head (from connecting or the previous response); "
+                   "a slower one is cut off")
+@click.option("--body-timeout", default=30.0, show_default=True, type=click.FloatRange(0, 3600, min_open=True),
+              help="seconds a client has to send a request's body after its head")
 def serve(root: str, input_roots: tuple[str, ...], catalog: str | None, host: str, port: int, max_jobs: int,
-          ray: str | None, keep_failed_hours: float, tls_cert: str | None, tls_key: str | None) -> None:
+          ray: str | None, keep_failed_hours: float, tls_cert: str | None, tls_key: str | None,
+          header_timeout: float, body_timeout: float) -> None:
     """Serve the REST API (pipeline/service): jobs, snapshots, shards, reports. Needs tokens: `assay token create`."""
     import uvicorn
 
     from pipeline.service.app import create_app
+    from pipeline.service.timeouts import protocol_class
 
     if bool(tls_cert) != bool(tls_key):  # else uvicorn dies with a bare traceback
         raise click.UsageError("--tls-cert and --tls-key go together: give both (or neither)")
@@ -85,7 +92,8 @@ def serve(root: str, input_roots: tuple[str, ...], catalog: str | None, host: st
                    "pass --tls-cert/--tls-key or put a TLS proxy in front", err=True)
     app = _opening(lambda: create_app(root, list(input_roots), catalog=catalog, max_jobs=max_jobs, ray=ray,
                                       keep_failed_s=keep_failed_hours * 3600), root, catalog)
-    uvicorn.run(app, host=host, port=port, ssl_certfile=tls_cert, ssl_keyfile=tls_key, log_level="info")
+    uvicorn.run(app, host=host, port=port, ssl_certfile=tls_cert, ssl_keyfile=tls_key, log_level="info",
+                http=protocol_class(header_timeout, body_timeout))
 
 
 @click.group()
