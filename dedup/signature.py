@@ -29,12 +29,10 @@ module level); ``warm_up()`` compiles or loads them and reports the seconds apar
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -161,16 +159,6 @@ def jaccard_sorted(x: np.ndarray, y: np.ndarray) -> float:
 # --------------------------------------------------------------------------------------------
 # The numba kernel.
 # --------------------------------------------------------------------------------------------
-
-
-def _numba_cache_dir() -> str:
-    """Numba's cache must be writable; site-packages or a read-only checkout may not be."""
-    d = os.environ.get("NUMBA_CACHE_DIR")
-    if not d:
-        d = str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "assay" / "numba")
-        os.environ["NUMBA_CACHE_DIR"] = d
-    Path(d).mkdir(parents=True, exist_ok=True)
-    return d
 
 
 _KERNELS: dict[str, object] = {}

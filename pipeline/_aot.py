@@ -120,9 +120,9 @@ def _dir(key: str) -> Path:
     d = os.environ.get("ASSAY_AOT_DIR")
     if d:
         return Path(d) / key
-    cache = os.environ.get("NUMBA_CACHE_DIR") or str(
-        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "assay" / "numba")
-    return Path(cache).parent / "aot" / key
+    from pipeline._numba_cache import default_cache_dir
+
+    return Path(default_cache_dir()).parent / "aot" / key
 
 
 def _load(d: Path, module: str = MODULE) -> ModuleType | None:

@@ -3,7 +3,11 @@
 numba reads ``NUMBA_CACHE_DIR`` when it is first imported, and site-packages or a read-only
 checkout may not be writable, so every module with ``cache=True`` kernels imports numba through
 :func:`numba_with_cache`: ``$NUMBA_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/assay/numba``
-(``~/.cache/assay/numba``). Imports numba: call it lazily, from a kernel module.
+(``~/.cache/assay/numba``). Imports numba: call it lazily, from a kernel module. A folder that
+cannot be made or written (a file, a read-only place) is :class:`CacheDirError`, one line naming
+the variable (``assay`` checks a set ``NUMBA_CACHE_DIR`` before any work: :func:`cache_dir`);
+numba alone would raise a bare ``FileExistsError`` at the first kernel module's import, or fall
+back to another cache folder without a word.
 
 numba's CPU target, when it is first set up (the first kernel compiled or loaded from the
 cache), imports ``numba.np.arraymath``, which imports ``scipy.linalg`` only to learn whether
@@ -18,16 +22,57 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
 
-def numba_with_cache() -> ModuleType:
-    d = os.environ.get("NUMBA_CACHE_DIR") or str(
-        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "assay" / "numba"
-    )
+class CacheDirError(OSError):
+    """The numba cache folder cannot be used; the message is one line naming the variable."""
+
+
+_CHECKED: set[str] = set()
+
+
+def default_cache_dir() -> str:
+    """``$NUMBA_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/assay/numba`` (``~/.cache/assay/numba``)."""
+    return os.environ.get("NUMBA_CACHE_DIR") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "assay" / "numba")
+
+
+def check_cache_dir() -> str:
+    """:func:`default_cache_dir`, made if missing and checked writable (once per process and
+    folder), else :class:`CacheDirError`. Does not import numba."""
+    d = default_cache_dir()
+    if d in _CHECKED:
+        return d
+    set_to = os.environ.get("NUMBA_CACHE_DIR")
+    shown = f"NUMBA_CACHE_DIR={set_to!r}" if set_to else f"NUMBA_CACHE_DIR (not set: the default {d!r})"
+    try:
+        Path(d).mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise CacheDirError(f"{shown}: {d!r} is a file, not a folder (numba keeps its compiled kernels there)") from None
+    except OSError as e:
+        raise CacheDirError(f"{shown}: cannot make the folder {d!r} ({e.strerror or e})") from None
+    try:
+        tempfile.TemporaryFile(dir=d).close()
+    except OSError as e:
+        raise CacheDirError(f"{shown}: the folder {d!r} is not writable ({e.strerror or e}); "
+                            "point NUMBA_CACHE_DIR at a folder you can write") from None
+    _CHECKED.add(d)
+    return d
+
+
+def cache_dir() -> str:
+    """:func:`check_cache_dir`, and ``NUMBA_CACHE_DIR`` set to it (for numba, read when it is
+    first imported, and for child processes)."""
+    d = check_cache_dir()
     os.environ.setdefault("NUMBA_CACHE_DIR", d)
-    Path(os.environ["NUMBA_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def numba_with_cache() -> ModuleType:
+    cache_dir()
 
     import numba
 

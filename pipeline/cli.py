@@ -68,9 +68,10 @@ def main() -> None:
 
 
 def _check_env() -> None:
-    """The ASSAY_* variables that name folders, checked before any work: a bad one is one line
-    naming it (it was a traceback mid-run: ASSAY_TRACE in the first traced span, ASSAY_CACHE when
-    a model or a remote snapshot was first cached)."""
+    """The ASSAY_* variables and NUMBA_CACHE_DIR that name folders, checked before any work: a bad
+    one is one line naming it (it was a traceback mid-run: ASSAY_TRACE in the first traced span,
+    ASSAY_CACHE when a model or a remote snapshot was first cached, NUMBA_CACHE_DIR when the
+    first kernel module was imported)."""
     import os
 
     trace = os.environ.get("ASSAY_TRACE")
@@ -86,6 +87,13 @@ def _check_env() -> None:
             p = p.parent
         if not p.is_dir():
             _fail(f"ASSAY_CACHE={cache!r}: {str(p)!r} is a file, not a folder (the cache folder is made under it)")
+    if os.environ.get("NUMBA_CACHE_DIR"):  # numba's kernel cache: made and written on the first kernel
+        from pipeline._numba_cache import CacheDirError, check_cache_dir
+
+        try:
+            check_cache_dir()
+        except CacheDirError as e:
+            _fail(str(e))
 
 
 def _size_words(t: dict) -> str:

@@ -108,6 +108,8 @@ def test_jaccard_estimates_match_datasketch_on_real_near_duplicates(texts: list[
 
 
 def test_numba_cache_dir_is_writable(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from pipeline._numba_cache import cache_dir
+
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "nb"))
-    assert sig._numba_cache_dir() == str(tmp_path / "nb")
+    assert cache_dir() == str(tmp_path / "nb")
     assert (tmp_path / "nb").is_dir()
