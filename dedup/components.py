@@ -62,8 +62,7 @@ def bucket_pairs(band: np.ndarray, key: np.ndarray, node: np.ndarray, max_bucket
     from pipeline import _aot
 
     def k(*args):  # type: ignore[no-untyped-def]
-        r = _aot.call("bucket_pairs", *args)
-        return _kernels().bucket_pairs(*args) if r is NotImplemented else r
+        return _aot.call_or_jit("bucket_pairs", lambda: _kernels().bucket_pairs, *args)
 
     node = np.ascontiguousarray(node, dtype=np.int64)
     empty = np.zeros(0, np.int64)
@@ -93,8 +92,7 @@ def verify_spanning(a_loc: np.ndarray, b_loc: np.ndarray, n_local: int, flat: np
     from pipeline import _aot
 
     args = (a_loc, b_loc, flat, offs, float(threshold), bool(verify), parent, joined, stats)
-    if _aot.call("verify_spanning", *args) is NotImplemented:
-        _kernels().verify_spanning(*args)
+    _aot.call_or_jit("verify_spanning", lambda: _kernels().verify_spanning, *args)
     return joined, stats
 
 
@@ -111,8 +109,7 @@ def verify_spanning_sets(a_loc: np.ndarray, b_loc: np.ndarray, a_set: np.ndarray
     from pipeline import _aot
 
     args = (a_loc, b_loc, a_set, b_set, a_flat, a_offs, b_flat, b_offs, float(threshold), parent, joined, stats)
-    if _aot.call("verify_spanning_sets", *args) is NotImplemented:
-        _kernels().verify_spanning_sets(*args)
+    _aot.call_or_jit("verify_spanning_sets", lambda: _kernels().verify_spanning_sets, *args)
     return joined
 
 

@@ -258,9 +258,7 @@ def signatures_and_sets(
     sig = np.empty((n, params.num_perm), dtype=np.uint32)
     set_offsets = np.empty(n + 1, dtype=np.int64)
     args = (data, offsets, _BYTE_CLASS, a, b, params.ngram, sig, set_offsets)
-    flat = _aot.call("signatures_and_sets", *args)
-    if flat is NotImplemented:
-        flat = _kernels()["signatures_and_sets"](*args)  # type: ignore[operator]
+    flat = _aot.call_or_jit("signatures_and_sets", lambda: _kernels()["signatures_and_sets"], *args)
     return sig, flat, set_offsets
 
 

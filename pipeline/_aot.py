@@ -27,6 +27,7 @@ import platform
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -236,3 +237,10 @@ def call(name: str, *args: Any) -> Any:
         if not (isinstance(a, np.ndarray) and a.dtype == dt and a.ndim == nd and a.flags.c_contiguous):
             return NotImplemented
     return getattr(mod, name)(*args)
+
+
+def call_or_jit(name: str, jit: Callable[[], Callable[..., Any]], *args: Any) -> Any:
+    """``name``'s AOT kernel on ``args`` (see :func:`call`), else the JIT kernel that ``jit()``
+    returns (called only then, so numba is imported only when the JIT kernel is needed)."""
+    got = call(name, *args)
+    return jit()(*args) if got is NotImplemented else got

@@ -13,7 +13,9 @@ writer process, and batches are encoded with its parallel ``encode_batch``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -45,13 +47,14 @@ def word_count(table: pa.Table) -> int:
             continue
         offsets = np.frombuffer(offs_buf, dtype=np.int64)[chunk.offset : chunk.offset + len(chunk) + 1]
         data = np.frombuffer(data_buf, dtype=np.uint8)
-        n = _aot.call("count_words", data, offsets)  # the same kernel compiled ahead of time
-        if n is NotImplemented:
-            from pipeline._wordcount import count_words
-
-            n = count_words(data, offsets)
-        total += int(n)
+        total += int(_aot.call_or_jit("count_words", _count_words_jit, data, offsets))
     return total
+
+
+def _count_words_jit() -> Callable[..., Any]:
+    from pipeline._wordcount import count_words
+
+    return count_words
 
 
 def tokenizer_file(path: str | Path) -> Path:

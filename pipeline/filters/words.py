@@ -376,13 +376,13 @@ class _KernelCalls:
             fn = getattr(_wordkernels, name)
         else:
 
-            def fn(*args: Any) -> Any:
-                got = _aot.call(name, *args)
-                if got is NotImplemented:
-                    from pipeline.filters import _wordkernels
+            def jit() -> Callable[..., Any]:
+                from pipeline.filters import _wordkernels
 
-                    return getattr(_wordkernels, name)(*args)
-                return got
+                return getattr(_wordkernels, name)  # type: ignore[no-any-return]
+
+            def fn(*args: Any) -> Any:
+                return _aot.call_or_jit(name, jit, *args)
 
         setattr(self, name, fn)
         return fn
