@@ -37,6 +37,9 @@ from typing import Any
 
 URL_RE = re.compile(r"^https?://[^/]+(/.*)?/v1/snapshots/[^/]+/?$")
 RETRY_STATUS = (429, 500, 502, 503, 504)
+#: a manifest is ~300 bytes a shard: 256 MiB is ~800,000 shards; a larger answer is no manifest
+MAX_MANIFEST_BYTES = 256 << 20
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 class RemoteError(RuntimeError):
@@ -117,7 +120,13 @@ class RemoteSnapshot:
         def go() -> Any:
             req = urllib.request.Request(url, headers=self._headers({"Accept": "application/json"}))
             with urllib.request.urlopen(req, timeout=self.timeout_s) as r:  # noqa: S310 - the user's server
-                return json.loads(r.read())
+                body = r.read(MAX_MANIFEST_BYTES + 1)
+            if len(body) > MAX_MANIFEST_BYTES:
+                raise RemoteError(f"GET {url}: the answer is over {MAX_MANIFEST_BYTES >> 20} MiB: not a snapshot manifest")
+            try:
+                return json.loads(body)
+            except ValueError:  # not JSON, not UTF-8
+                raise RemoteError(f"GET {url}: the answer is not JSON: not a snapshot manifest") from None
 
         return self._retrying(f"GET {url}", go)
 
@@ -137,14 +146,14 @@ class RemoteSnapshot:
             raise RemoteError(f"{self.url}: unexpected snapshot id {sid!r}")
         folder = self.cache / sid
         base = self.url.rsplit("/", 1)[0] + "/" + sid
-        for i, s in enumerate(m["shards"]):
-            rel = Path(s["path"])
-            if rel.is_absolute() or ".." in rel.parts:
-                raise RemoteError(f"{self.url}: shard path {s['path']!r} is not a plain relative path")
+        if not isinstance(m["shards"], list):
+            raise RemoteError(f"{self.url}: the manifest's shards is not a list")
+        entries = [_shard_entry(self.url, i, s) for i, s in enumerate(m["shards"])]  # all checked before any download
+        for i, (rel, size, sha) in enumerate(entries):
             dest = folder / rel
-            if dest.is_file() and dest.stat().st_size == s["bytes"] and _sha256_file(dest).hexdigest() == s["sha256"]:
+            if dest.is_file() and dest.stat().st_size == size and _sha256_file(dest).hexdigest() == sha:
                 continue
-            self._download(f"{base}/shards/{i}", dest, i, int(s["bytes"]), str(s["sha256"]))
+            self._download(f"{base}/shards/{i}", dest, i, size, sha)
         tmp = folder / ".manifest.json.tmp"
         tmp.write_text(json.dumps(m, indent=1))
         os.replace(tmp, folder / "manifest.json")
@@ -176,9 +185,12 @@ class RemoteSnapshot:
                 with open(part, "ab" if have else "wb") as f:
                     done = have
                     while True:
-                        block = r.read(self.chunk_bytes)
+                        block = r.read(min(self.chunk_bytes, size - done) if done < size else 1)
                         if not block:
                             break
+                        if done >= size:  # never more on disk than the manifest says
+                            raise RemoteError(f"{url}: the server sent more than the manifest's {size:,} bytes "
+                                              "for this shard")
                         f.write(block)
                         done += len(block)
                         if self.on_chunk is not None:
@@ -196,6 +208,23 @@ class RemoteSnapshot:
             os.replace(part, dest)
 
         self._retrying(f"GET {url}", attempt)
+
+
+def _shard_entry(url: str, i: int, s: Any) -> tuple[Path, int, str]:
+    """(relative path, bytes, sha256) of manifest ``shards[i]``, checked: a hostile or broken
+    server's manifest is one line naming the field, never a write outside the snapshot folder."""
+    where = f"{url}: manifest shards[{i}]"
+    if not isinstance(s, dict):
+        raise RemoteError(f"{where} is not an object")
+    path, size, sha = s.get("path"), s.get("bytes"), s.get("sha256")
+    rel = Path(path) if isinstance(path, str) and path and "\0" not in path else None
+    if rel is None or rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        raise RemoteError(f"{where}.path: {path!r} is not a plain relative path")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise RemoteError(f"{where}.bytes: {size!r} is not a byte count")
+    if not isinstance(sha, str) or not SHA256_RE.fullmatch(sha):
+        raise RemoteError(f"{where}.sha256: {sha!r} is not a sha256 hex digest")
+    return rel, size, sha
 
 
 def _detail(e: urllib.error.HTTPError) -> str:
