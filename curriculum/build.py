@@ -110,6 +110,11 @@ def build_curriculum(
     """
     if order not in ORDERS:
         raise ValueError(f"order={order!r}: use one of {ORDERS}")
+    if not isinstance(rows_per_shard, int) or rows_per_shard < 1:  # 0 failed in range(); < 0 wrote no shards
+        raise ValueError(f"rows_per_shard={rows_per_shard!r}: give at least 1 row per shard")
+    if Path(output).resolve() == Path(snapshot).resolve():
+        raise ValueError(f"output {str(output)!r} is the input snapshot's own folder: it would replace the "
+                         "snapshot it reads; choose another folder")
     plist = parse_phases(phases) if isinstance(phases, str) else list(phases)
     mix = mix or {}
     unknown = set(mix) - {p.name for p in plist}

@@ -36,14 +36,15 @@ def curriculum() -> None:
     show_default=True,
     help="Order of documents inside each phase.",
 )
-@click.option("--seed", default=0, show_default=True, help="Shuffle seed.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Shuffle seed.")
 @click.option(
     "--epoch",
     default=0,
+    type=click.IntRange(min=0),
     show_default=True,
     help="Epoch: a different epoch gives a different (still deterministic) order.",
 )
-@click.option("--rows-per-shard", default=10_000, show_default=True)
+@click.option("--rows-per-shard", default=10_000, show_default=True, type=click.IntRange(min=1))
 @click.option(
     "--budget-tokens",
     type=click.IntRange(min=1),

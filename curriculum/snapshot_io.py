@@ -83,8 +83,21 @@ def write_snapshot(
 
     Shards are written temp-file-then-rename and the manifest last, so a reader never sees a
     half-written snapshot. The manifest holds no timestamps: the same input gives the same bytes.
+    A folder that already holds a snapshot of another spec (or a manifest that is no snapshot's)
+    is refused before anything is written: writing the same spec again is a rebuild.
     """
     out = Path(output)
+    spec = spec or {"name": name}
+    spec_hash = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    if (out / MANIFEST).exists():
+        try:
+            held = json.loads((out / MANIFEST).read_text()).get("spec_hash")
+        except (ValueError, AttributeError, OSError):
+            held = "unreadable"
+        if held != spec_hash:
+            raise ValueError(f"output {str(output)!r} holds another snapshot (spec hash {str(held)[:12]}, this spec "
+                             f"{spec_hash[:12]}): writing here would replace its manifest; choose a new output "
+                             "folder or delete that one")
     (out / "shards").mkdir(parents=True, exist_ok=True)
     entries: list[dict[str, Any]] = []
     schema: pa.Schema | None = None
@@ -109,8 +122,6 @@ def write_snapshot(
                 "phase": phase,
             }
         )
-    spec = spec or {"name": name}
-    spec_hash = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
     content = hashlib.sha256("".join(e["sha256"] for e in entries).encode()).hexdigest()
     manifest = {
         "format": FORMAT,

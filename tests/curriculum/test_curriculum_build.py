@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -127,3 +128,36 @@ def test_cli_build(labelled: Path, tmp_path: Path) -> None:
         curriculum, ["build", str(labelled), str(tmp_path / "x"), "--phases", "a:0.5"]
     )
     assert bad.exit_code != 0 and "sum to 1" in bad.output
+
+
+def test_build_never_replaces_a_snapshot_and_refuses_bad_shard_sizes(labelled: Path, tmp_path: Path) -> None:
+    """Output = the input snapshot replaced its manifest (its documents orphaned); output = another
+    snapshot's folder did the same to that one; --rows-per-shard -5 wrote a snapshot of no shards."""
+    import shutil
+
+    from curriculum.cli import curriculum
+
+    src = tmp_path / "in"
+    shutil.copytree(labelled, src)
+    before = (src / "manifest.json").read_bytes()
+
+    def cli(*args: str) -> Any:
+        return CliRunner().invoke(curriculum, ["build", *args])
+
+    r = cli(str(src), str(src) + "/")
+    assert r.exit_code == 2 and "is the input snapshot's own folder" in r.output, r.output
+    assert cli(str(src), str(tmp_path / "c")).exit_code == 0
+    assert cli(str(src), str(tmp_path / "c")).exit_code == 0  # the same build again: a rebuild, same manifest
+    built = (tmp_path / "c" / "manifest.json").read_bytes()
+    r = cli(str(src), str(tmp_path / "c"), "--seed", "3")  # another spec into that folder
+    assert r.exit_code == 2 and "holds another snapshot (spec hash" in r.output, r.output
+    assert (tmp_path / "c" / "manifest.json").read_bytes() == built
+    r = cli(str(tmp_path / "c"), str(src))  # a curriculum of the curriculum, into the first snapshot's folder
+    assert r.exit_code == 2 and "holds another snapshot" in r.output, r.output
+    assert (src / "manifest.json").read_bytes() == before
+    for flag, v in (("--rows-per-shard", "0"), ("--rows-per-shard", "-5"), ("--seed", "-1"), ("--epoch", "-1")):
+        r = cli(str(src), str(tmp_path / "d"), flag, v)
+        assert r.exit_code == 2 and f"Invalid value for '{flag}': {v} is not in the range" in r.output, r.output
+    with pytest.raises(ValueError, match="rows_per_shard=-5: give at least 1 row per shard"):
+        build_curriculum(src, tmp_path / "d", rows_per_shard=-5)
+    assert not (tmp_path / "d").exists()
