@@ -388,40 +388,76 @@ def row_index(h, r, mask):  # type: ignore[no-untyped-def]
     return x & mask
 
 
+# Counters touched per block. A sketch (128 MB by default) is far larger than the caches, so
+# each counter read is a DRAM miss (~100 ns). Computed inline, a gram's hash (~30 instructions)
+# fills the CPU's reorder window and only ~2-3 misses are in flight; with a block's counter
+# indices computed first, the loop that touches them is a few instructions per counter and the
+# misses overlap. On the 168k-doc bench corpus (35M grams, one process): count 6.0 -> 2.2 CPU-s,
+# score 8.0 -> 3.3, and two such kernels running at once on 2 cores slow each other far less
+# (count +2.1 -> +0.5 CPU-s). Same counters, same bits: increments commute (each is +1,
+# saturating), and each doc's log counts are still summed in gram order.
+_BLOCK = 256
+
+
+@nb.njit(cache=True, inline="always")
+def _gram_counters(words, start, b, n, depth, width, mask, idx):  # type: ignore[no-untyped-def]
+    # flat indices (row * width + column) of grams start .. start+b-1, row-major per gram
+    for q in range(b):
+        h = gram_hash(words, start + q, n)
+        for r in range(depth):
+            idx[q * depth + r] = r * width + np.int64(row_index(h, r, mask))
+
+
 @nb.njit(cache=True)
 def count(words, offsets, n, table):  # type: ignore[no-untyped-def]
     depth = table.shape[0]
-    mask = u64(table.shape[1] - 1)
+    width = table.shape[1]
+    mask = u64(width - 1)
+    flat = table.reshape(-1)
+    idx = np.empty(_BLOCK * depth, dtype=np.int64)
     total = 0
     for d in range(offsets.shape[0] - 1):
         s = offsets[d]
         m = offsets[d + 1] - s - n + 1
-        for j in range(m):
-            h = gram_hash(words, s + j, n)
-            for r in range(depth):
-                i = row_index(h, r, mask)
-                if table[r, i] < 0xFFFFFFFF:
-                    table[r, i] += 1
-            total += 1
+        j0 = 0
+        while j0 < m:
+            b = min(_BLOCK, m - j0)
+            _gram_counters(words, s + j0, b, n, depth, width, mask, idx)
+            for q in range(b * depth):
+                i = idx[q]
+                if flat[i] < 0xFFFFFFFF:
+                    flat[i] += 1
+            j0 += b
+        total += max(m, 0)
     return total
 
 
 @nb.njit(cache=True)
 def mean_log_count(words, offsets, n, table, k, out, grams):  # type: ignore[no-untyped-def]
     depth = table.shape[0]
-    mask = u64(table.shape[1] - 1)
+    width = table.shape[1]
+    mask = u64(width - 1)
+    flat = table.reshape(-1)
+    idx = np.empty(_BLOCK * depth, dtype=np.int64)
+    cnt = np.empty(_BLOCK, dtype=np.uint32)
     for d in range(offsets.shape[0] - 1):
         s = offsets[d]
         m = offsets[d + 1] - s - n + 1
         acc = 0.0
-        for j in range(m):
-            h = gram_hash(words, s + j, n)
-            c = table[0, row_index(h, 0, mask)]
-            for r in range(1, depth):
-                c2 = table[r, row_index(h, r, mask)]
-                if c2 < c:
-                    c = c2
-            acc += np.log(c + k)
+        j0 = 0
+        while j0 < m:
+            b = min(_BLOCK, m - j0)
+            _gram_counters(words, s + j0, b, n, depth, width, mask, idx)
+            for q in range(b):
+                c = flat[idx[q * depth]]
+                for r in range(1, depth):
+                    c2 = flat[idx[q * depth + r]]
+                    if c2 < c:
+                        c = c2
+                cnt[q] = c
+            for q in range(b):
+                acc += np.log(cnt[q] + k)
+            j0 += b
         grams[d] = max(m, 0)
         out[d] = acc / m if m > 0 else np.nan
 
