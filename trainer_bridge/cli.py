@@ -6,6 +6,7 @@ Importing this module does not import torch (every command imports it lazily), s
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,10 @@ import click
 F = Callable[..., Any]
 
 
-def _training_options(f: F) -> F:
+def _training_options(f: F, moe_top_k_flags: tuple[str, ...] = ("--top-k", "--moe-top-k")) -> F:
+    """The options pretrain and distill share. ``distill`` has its own ``--top-k`` (the teacher's
+    top-k logits), so there the MoE experts-per-token flag is only ``--moe-top-k``: both commands
+    declaring ``--top-k`` made ``distill --top-k 64`` set the MoE field and leave KD at full logits."""
     opts = [
         click.option(
             "--tokenizer",
@@ -61,7 +65,7 @@ def _training_options(f: F) -> F:
             help="Mixture-of-experts FFN with this many experts (0: dense).",
         ),
         click.option(
-            "--top-k", "moe_top_k", default=2, show_default=True, help="Experts per token."
+            *moe_top_k_flags, "moe_top_k", default=2, show_default=True, help="MoE: experts per token."
         ),
         click.option("--seq-len", default=256, show_default=True),
         click.option("--batch-size", default=8, show_default=True),
@@ -194,8 +198,19 @@ def _train(snapshot: str, out: str, kw: dict[str, Any]) -> None:
 
         trainer = Trainer(cfg)
     except ValueError as e:
-        raise click.UsageError(str(e)) from None
+        raise click.UsageError(_as_flag(str(e))) from None
     _summary(trainer.run())
+
+
+def _as_flag(msg: str) -> str:
+    """``max_steps=-1: ...`` (a config field's error) as ``--steps=-1: ...`` when a flag of the
+    running command sets that field."""
+    field = msg.split("=", 1)[0]
+    ctx = click.get_current_context(silent=True)
+    for p in ctx.command.params if ctx is not None and field.isidentifier() else ():
+        if p.name == field and p.opts and p.opts[0].startswith("--"):
+            return p.opts[0] + msg[len(field):]
+    return msg
 
 
 def _summary(r: dict[str, Any]) -> None:
@@ -306,7 +321,7 @@ def pretrain(snapshot: str, out: str, remote_token: str | None = None, **kw: Any
     type=int,
     help="Loader shuffle seed (default: --seed); fix it to share a teacher cache across seeds.",
 )
-@_training_options
+@functools.partial(_training_options, moe_top_k_flags=("--moe-top-k",))
 def distill(snapshot: str, out: str, **kw: Any) -> None:
     """Train a student on SNAPSHOT with logit distillation from --teacher.
 

@@ -20,6 +20,21 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def check_count(name: str, v: Any, least: int) -> None:
+    """``v`` must be an integer >= ``least``: else one line naming the field (not a negative
+    tensor dimension or a division by zero deep in the first step)."""
+    if isinstance(v, bool) or not isinstance(v, int) or v < least:
+        raise ValueError(f"{name}={v!r}: use an integer >= {least}")
+
+
+def check_fraction(name: str, v: Any, lo: float = 0.0, hi: float = 1.0, open_lo: bool = False) -> None:
+    """``v`` must be a finite number in [lo, hi] (or (lo, hi] with ``open_lo``)."""
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and \
+        (v > lo if open_lo else v >= lo) and v <= hi
+    if not ok:
+        raise ValueError(f"{name}={v!r}: use a number in {'(' if open_lo else '['}{lo:g}, {hi:g}]")
+
+
 @dataclass
 class GPTConfig:
     vocab_size: int = 8192
@@ -39,6 +54,14 @@ class GPTConfig:
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
+        for name in ("vocab_size", "max_seq_len", "n_layer", "n_head", "n_kv_head", "d_model"):
+            check_count(name, getattr(self, name), 1)
+        check_count("ffn_hidden", self.ffn_hidden, 0)
+        check_count("n_experts", self.n_experts, 0)
+        if self.sliding_window is not None:
+            check_count("sliding_window", self.sliding_window, 1)
+        if self.n_experts:
+            check_count("moe_top_k", self.moe_top_k, 1)
         if self.d_model % self.n_head:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_head={self.n_head}")
         if self.n_head % self.n_kv_head:

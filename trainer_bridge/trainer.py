@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from trainer_bridge.evaluation import build_eval_tensor, evaluate, parse_where, read_texts
 from trainer_bridge.loader import ShardLoader
-from trainer_bridge.model import GPT, GPTConfig, lm_loss
+from trainer_bridge.model import GPT, GPTConfig, check_count, check_fraction, lm_loss
 from trainer_bridge.tokenizer import TextTokenizer, tokenizer_file, train_tokenizer
 
 CHECKPOINT = "checkpoint.pt"
@@ -93,6 +93,15 @@ class TrainConfig:
     quiet: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("seq_len", "batch_size", "grad_accum", "max_steps", "eval_seqs"):
+            check_count(name, getattr(self, name), 1)
+        for name in ("warmup_steps", "num_workers", "log_every", "checkpoint_every", "eval_every"):
+            check_count(name, getattr(self, name), 0)  # 0: none / off
+        if self.max_tokens is not None:
+            check_count("max_tokens", self.max_tokens, 1)
+        check_fraction("lr", self.lr, 0.0, math.inf, open_lo=True)
+        check_fraction("min_lr_ratio", self.min_lr_ratio)
+        check_fraction("decay_frac", self.decay_frac)
         if self.schedule not in ("wsd", "cosine"):
             raise ValueError(f"schedule={self.schedule!r}: use 'wsd' or 'cosine'")
         if self.kd_kind not in ("forward", "reverse"):

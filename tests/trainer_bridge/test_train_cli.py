@@ -111,3 +111,61 @@ def test_bad_option_is_a_usage_error(real_snapshot: Path, tmp_path: Path) -> Non
         ],
     )
     assert r.exit_code == 2 and "n_kv_head" in r.output
+
+
+def test_out_of_range_numbers_are_one_line_naming_the_flag(real_snapshot: Path, tmp_path: Path) -> None:
+    """These were tracebacks deep in the first step (a negative tensor dimension, divisions by
+    zero, the DataLoader's own ValueError) or ran silently (0 layers, -1 steps, min-lr-ratio 5)."""
+    cases = [
+        ("--layers", "0", "--layers=0: use an integer >= 1"),
+        ("--d-model", "-8", "--d-model=-8: use an integer >= 1"),
+        ("--seq-len", "0", "--seq-len=0: use an integer >= 1"),
+        ("--batch-size", "0", "--batch-size=0: use an integer >= 1"),
+        ("--grad-accum", "0", "--grad-accum=0: use an integer >= 1"),
+        ("--steps", "-1", "--steps=-1: use an integer >= 1"),
+        ("--tokens", "0", "--tokens=0: use an integer >= 1"),
+        ("--sliding-window", "0", "--sliding-window=0: use an integer >= 1"),
+        ("--workers", "-1", "--workers=-1: use an integer >= 0"),
+        ("--log-every", "-1", "--log-every=-1: use an integer >= 0"),
+        ("--lr", "nan", "--lr=nan: use a number in (0, inf]"),
+        ("--min-lr-ratio", "5", "--min-lr-ratio=5.0: use a number in [0, 1]"),
+        ("--decay-frac", "-0.5", "--decay-frac=-0.5: use a number in [0, 1]"),
+    ]
+    for flag, value, says in cases:
+        r = CliRunner().invoke(train, ["pretrain", str(real_snapshot), str(tmp_path / "x"), *TINY, flag, value])
+        assert r.exit_code == 2 and r.output.strip().splitlines()[-1] == f"Error: {says}", (flag, r.output)
+        assert not (tmp_path / "x").exists()
+    r = CliRunner().invoke(train, ["pretrain", str(real_snapshot), str(tmp_path / "x"), *TINY, "--experts", "2",
+                                   "--top-k", "0"])
+    assert r.exit_code == 2 and "--top-k=0: use an integer >= 1" in r.output, r.output
+
+
+def test_distill_top_k_is_the_teachers_and_no_command_declares_a_flag_twice(tmp_path: Path) -> None:
+    """distill declared --top-k twice (the shared MoE option and its own): `--top-k 64` set the
+    MoE experts-per-token field and left KD at full logits, silently."""
+    import click
+
+    from pipeline.cli import main
+    from trainer_bridge.cli import distill
+
+    ctx = distill.make_context("distill", [str(tmp_path), str(tmp_path / "o"), "--teacher", str(tmp_path),
+                                           "--top-k", "64", "--moe-top-k", "3"])
+    assert (ctx.params["kd_top_k"], ctx.params["moe_top_k"]) == (64, 3)
+
+    def walk(cmd: click.Command, path: str) -> None:
+        seen: dict[str, str] = {}
+        for p in cmd.params:
+            for o in (*p.opts, *p.secondary_opts):
+                assert o not in seen, f"`{path}` declares {o} twice ({seen[o]} and {p.name})"
+                seen[o] = str(p.name)
+        if isinstance(cmd, click.Group):  # the lazy ones too (train, curriculum, dedup, ...)
+            ctx = click.Context(cmd)
+            for name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, name)
+                assert sub is not None, name
+                walked.append(f"{path} {name}")
+                walk(sub, f"{path} {name}")
+
+    walked: list[str] = []
+    walk(main, "assay")
+    assert "assay train distill" in walked and "assay curriculum build" in walked, walked
