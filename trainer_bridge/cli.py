@@ -424,6 +424,18 @@ def export(checkpoint: str, out: str, gguf_types: tuple[str, ...]) -> None:
     click.echo(str(folder))
 
 
+def _check_ablation_sizes(kw: dict[str, Any], shuffle: int, task_items: int | None) -> None:
+    from trainer_bridge.model import GPTConfig, check_count, check_fraction
+
+    GPTConfig(**{k: kw[k] for k in ("vocab_size", "n_layer", "n_head", "n_kv_head", "d_model")})
+    for name in ("seq_len", "batch_size", "max_tokens", "n_evals", "eval_seqs"):
+        check_count(name, kw[name], 1)
+    check_fraction("lr", kw["lr"], 0.0, float("inf"), open_lo=True)
+    check_count("shuffle_buffer", shuffle, 0)
+    if task_items is not None:
+        check_count("task_items", task_items, 1)
+
+
 @click.group("eval")
 def eval_group() -> None:
     """Evaluate curation by training on it."""
@@ -515,6 +527,10 @@ def ablation(raw: str, curated: str, **kw: Any) -> None:
     tasks, baseline, n_seeds = kw.pop("tasks"), kw.pop("baseline"), kw.pop("n_seeds")
     shuffle, task_items = kw.pop("shuffle_buffer"), kw.pop("task_items")
     summarize_only = kw.pop("summarize_only")
+    try:  # out-of-range sizes: one line naming the flag, before any training (they were tracebacks or ran)
+        _check_ablation_sizes(kw, shuffle, task_items)
+    except ValueError as e:
+        raise click.UsageError(_as_flag(str(e))) from None
     if prep or arms_opt:
         try:
             arms, evals, ptasks, tok = prep_inputs(prep) if prep else ({}, {}, None, None)
@@ -534,8 +550,10 @@ def ablation(raw: str, curated: str, **kw: Any) -> None:
         try:
             seeds = ([int(x) for x in n_seeds.split(",") if x.strip()] if "," in n_seeds
                      else list(range(int(n_seeds))))
+            if not seeds or min(seeds) < 0:
+                raise ValueError
         except ValueError:
-            raise click.UsageError(f"--seeds {n_seeds!r}: give N or a list like 0,2,4") from None
+            raise click.UsageError(f"--seeds {n_seeds!r}: give N >= 1 or a list like 0,2,4") from None
         try:
             run_levers(arms, evals, kw["out"], tasks=tasks or ptasks,
                                  baseline=baseline, seeds=seeds,

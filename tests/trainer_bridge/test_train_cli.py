@@ -169,3 +169,28 @@ def test_distill_top_k_is_the_teachers_and_no_command_declares_a_flag_twice(tmp_
     walked: list[str] = []
     walk(main, "assay")
     assert "assay train distill" in walked and "assay curriculum build" in walked, walked
+
+
+def test_ablation_sizes_are_checked_before_any_training(real_snapshot: Path, tmp_path: Path) -> None:
+    """eval ablation: --batch-size 0 / --seq-len 0 were ZeroDivisionErrors, --lr nan and --layers 0
+    ValueError tracebacks, --tokens 0 / --evals 0 and --seeds -1 ran (or trained nothing) silently."""
+    from trainer_bridge.cli import eval_group
+
+    evals = tmp_path / "eval.jsonl"
+    evals.write_text(json.dumps({"text": "Held-out prose: a paragraph of real text to score."}) + "\n")
+    two = [str(real_snapshot), str(real_snapshot), "--eval", str(evals), "--out", str(tmp_path / "o"),
+           "--layers", "1", "--d-model", "32", "--heads", "2", "--kv-heads", "1", "--seq-len", "32",
+           "--tokens", "2048", "--device", "cpu"]
+    levers = ["--arm", f"raw={real_snapshot}", "--eval-set", f"p={evals}", "--out", str(tmp_path / "o")]
+    for args, says in (
+        ([*two, "--batch-size", "0"], "--batch-size=0: use an integer >= 1"),
+        ([*two, "--seq-len", "0"], "--seq-len=0: use an integer >= 1"),
+        ([*two, "--lr", "nan"], "--lr=nan: use a number in (0, inf]"),
+        ([*two, "--layers", "0"], "--layers=0: use an integer >= 1"),
+        ([*two, "--tokens", "0"], "--tokens=0: use an integer >= 1"),
+        ([*two, "--evals", "0"], "--evals=0: use an integer >= 1"),
+        ([*levers, "--seeds", "-1"], "--seeds '-1': give N >= 1 or a list like 0,2,4"),
+    ):
+        r = CliRunner().invoke(eval_group, ["ablation", *args])
+        assert r.exit_code == 2 and r.output.strip().splitlines()[-1] == f"Error: {says}", (args[-2:], r.output)
+        assert not (tmp_path / "o").exists()
