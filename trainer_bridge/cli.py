@@ -233,11 +233,12 @@ def train() -> None:
     default=None,
     help="Folder (default: SNAPSHOT/tokenizer, stored with the snapshot).",
 )
-@click.option("--vocab-size", default=8192, show_default=True)
+@click.option("--vocab-size", default=8192, show_default=True, type=click.IntRange(min=1))
 @click.option(
     "--max-chars",
     default=50_000_000,
     show_default=True,
+    type=click.IntRange(min=1),
     help="Train on at most this many characters of the snapshot.",
 )
 def tokenizer_cmd(snapshot: str, out: str | None, vocab_size: int, max_chars: int) -> None:
@@ -343,7 +344,7 @@ def smollm2_cmd() -> None:
 @click.argument("checkpoint", type=click.Path(exists=True))
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--method", type=click.Choice(["int8", "int4"]), default="int8", show_default=True)
-@click.option("--group-size", default=32, show_default=True, help="int4 group size.")
+@click.option("--group-size", default=32, show_default=True, type=click.IntRange(min=1), help="int4 group size.")
 @click.option(
     "--eval",
     "eval_path",
@@ -352,7 +353,7 @@ def smollm2_cmd() -> None:
     help="Held-out text to report perplexity before/after.",
 )
 @click.option("--eval-where", multiple=True, metavar="FIELD=VALUE")
-@click.option("--eval-seqs", default=64, show_default=True)
+@click.option("--eval-seqs", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option(
     "--gptq",
     "calib_path",

@@ -93,7 +93,7 @@ class TrainConfig:
     quiet: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("seq_len", "batch_size", "grad_accum", "max_steps", "eval_seqs"):
+        for name in ("vocab_size", "seq_len", "batch_size", "grad_accum", "max_steps", "eval_seqs"):
             check_count(name, getattr(self, name), 1)
         for name in ("warmup_steps", "num_workers", "log_every", "checkpoint_every", "eval_every"):
             check_count(name, getattr(self, name), 0)  # 0: none / off

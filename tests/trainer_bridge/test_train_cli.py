@@ -194,3 +194,17 @@ def test_ablation_sizes_are_checked_before_any_training(real_snapshot: Path, tmp
         r = CliRunner().invoke(eval_group, ["ablation", *args])
         assert r.exit_code == 2 and r.output.strip().splitlines()[-1] == f"Error: {says}", (args[-2:], r.output)
         assert not (tmp_path / "o").exists()
+
+
+def test_tokenizer_and_quantize_sizes_are_checked(real_snapshot: Path, tmp_path: Path) -> None:
+    """train tokenizer --vocab-size -5 was an OverflowError traceback and --max-chars 0 trained on
+    nothing; quantize --group-size 0 / -3 a ZeroDivisionError / negative-dimension traceback."""
+    for args, flag in (
+        (["tokenizer", str(real_snapshot), "--out", str(tmp_path / "t"), "--vocab-size", "-5"], "--vocab-size"),
+        (["tokenizer", str(real_snapshot), "--out", str(tmp_path / "t"), "--max-chars", "0"], "--max-chars"),
+        (["quantize", str(tmp_path), str(tmp_path / "t"), "--method", "int4", "--group-size", "0"], "--group-size"),
+        (["quantize", str(tmp_path), str(tmp_path / "t"), "--eval-seqs", "0"], "--eval-seqs"),
+    ):
+        r = CliRunner().invoke(train, args)
+        assert r.exit_code == 2 and f"Invalid value for '{flag}'" in r.output, (args, r.output)
+        assert not (tmp_path / "t").exists()
