@@ -48,6 +48,12 @@ def _hours(ctx: click.Context, param: click.Parameter, v: float) -> float:
     return v
 
 
+def _seconds(ctx: click.Context, param: click.Parameter, v: float) -> float:
+    if not (math.isfinite(v) and 0 < v <= 3600):  # a FloatRange lets NaN through
+        raise click.BadParameter(f"{v!r}: give seconds, more than 0 and at most 3600")
+    return v
+
+
 def _loopback(host: str) -> bool:
     if host in ("localhost", ""):
         return True
@@ -71,10 +77,10 @@ def _loopback(host: str) -> bool:
               help="work folders of failed/cancelled jobs are removed after this long (resubmitting resumes until then)")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="serve HTTPS with this certificate")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False))
-@click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0, 3600, min_open=True),
+@click.option("--header-timeout", default=10.0, show_default=True, type=float, callback=_seconds,
               help="seconds a client has to send a request's head (from connecting or the previous response); "
                    "a slower one is cut off")
-@click.option("--body-timeout", default=30.0, show_default=True, type=click.FloatRange(0, 3600, min_open=True),
+@click.option("--body-timeout", default=30.0, show_default=True, type=float, callback=_seconds,
               help="seconds a client has to send a request's body after its head")
 def serve(root: str, input_roots: tuple[str, ...], catalog: str | None, host: str, port: int, max_jobs: int,
           ray: str | None, keep_failed_hours: float, tls_cert: str | None, tls_key: str | None,

@@ -159,6 +159,13 @@ def test_serve_and_token_flags_are_checked(tmp_path: Path):
         assert words in p.stderr and "secret" not in p.stderr and ":pw@" not in p.stderr, (args, p.stderr)
 
 
+def test_serve_timeouts_are_checked(tmp_path: Path):
+    """A FloatRange lets NaN through: --header-timeout nan was a ValueError traceback at start-up."""
+    for flag, v in (("--header-timeout", "nan"), ("--body-timeout", "0"), ("--body-timeout", "inf")):
+        r = CliRunner().invoke(main, ["serve", "--root", str(tmp_path / "svc"), flag, v])
+        assert r.exit_code == 2 and f"'{flag}': {float(v)!r}: give seconds" in r.output, r.output
+
+
 def test_report_of_an_unreachable_server_is_one_line(tmp_path: Path):
     from tests.pipeline.svc_util import free_port
 
