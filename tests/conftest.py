@@ -44,6 +44,31 @@ def doc_table(texts: list[str | None], source: str = "test") -> pa.Table:
     })
 
 
+def reference_in_processes(fn, items: list, *, processes: int = 2, chunks: int = 8):  # type: ignore[no-untyped-def]
+    """Start ``fn(chunk) -> list`` over ``items`` in ``processes`` spawned processes (in order).
+
+    For the slow reference side of a parity test (a peer's per-document Python loop): pytest
+    runs tests on one core and CI has two, so the peer runs beside our side instead of after it.
+    Returns a callable that waits and gives ``fn(items)``'s concatenated result. ``fn`` must be a
+    module-level function of an importable module (spawn pickles it by name); its results are
+    exactly the serial ones (each chunk is the same per-document loop).
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    step = max(1, -(-len(items) // chunks))
+    pool = ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn"))
+    futures = [pool.submit(fn, items[i : i + step]) for i in range(0, len(items), step)]
+
+    def result() -> list:
+        try:
+            return [x for f in futures for x in f.result()]
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+    return result
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED.exists():
