@@ -67,7 +67,7 @@ _WK = "pipeline.filters._wordkernels"
 WORD_SPECS: dict[str, tuple[str, str, tuple[Any, ...], Any]] = {
     "chunk_bounds": (_WK, "chunk_bounds", (_U1, _I8, _I8), [_I8, _I8, _I8]),
     "split_chunks": (_WK, "split_chunks",
-                     (_U1, _I8, _I8, _I8, _U1, _U8, _U4, _U8, _U1, _I8, _U1, _I8, _A("u8", 2), _I8),
+                     (_U1, _I8, _I8, _I8, _U1, _U8, _U4, _U8, _U1, _I8, _U1, _I8, _A("u8", 2), _I8, _U1),
                      [_I8, _I8, _U1, _I8]),
     "cache_put": (_WK, "cache_put", (_A("u8", 2), _I8, _U8, _U8), "none"),
     "hash_spans": (_WK, "hash_spans", (_U1, _I8, _I8), _U8),

@@ -7,8 +7,12 @@ chunks and runs spaCy's English tokenizer algorithm (the same loop as
 ``EnglishWordSplitter.split_chunk``) on every chunk that is printable ASCII, with the ASCII
 part of spaCy's prefix/suffix/infix rules written out below (``tests/pipeline/
 test_filters_words.py`` checks them against the regexes on every distinct chunk of real text
-and on exhaustive short strings). It does not decide anything it cannot decide exactly: a chunk
-with a non-ASCII or control byte, a string that might be a special case (its 64-bit hash is in
+and on exhaustive short strings). A chunk with non-ASCII characters is split as the
+same chunk written in ASCII stand-ins that spaCy's affix rules cannot tell from them
+(``words.nonascii_reps``: accented and Cyrillic letters, curly quotes, guillemets, ``¶``, CJK
+punctuation such as ``，``). It does not decide anything it cannot decide exactly: a chunk
+with a control byte or a character without a stand-in (``—``, ``…``, CJK letters beside
+punctuation), a non-ASCII core the URL rule would be tried on, a string that might be a special case (its 64-bit hash is in
 ``special``), a core with a ``.`` (spaCy's URL and dot-infix rules), or tokens that might start a
 special-case re-merge (``merge_pairs``) are handed back as one *fallback* token, which Python
 splits with the reference splitter and its cache.
@@ -457,12 +461,37 @@ def _maybe_url(data, a, b, ct):  # type: ignore[no-untyped-def]
     return False
 
 
+@nb.njit(cache=True, inline="always")
+def _merge_pair(data, s0, e0, s1, e1, fl, merge_pairs):  # type: ignore[no-untyped-def]
+    """Might the tokens data[s0:e0], data[s1:e1] start a special-case re-merge? (bit 0 of
+    ``fl``: some pair's first token has these end bytes)"""
+    if fl[np.int64(data[s0]) * 256 + np.int64(data[e0 - 1])] & np.uint32(1):
+        return _in_sorted(merge_pairs, pair_hash(hash_bytes(data, s0, e0), hash_bytes(data, s1, e1)))
+    return False
+
+
+@nb.njit(cache=True, inline="always")
+def _special_at(data, orig, pm, mapped, a, b, special, fl):  # type: ignore[no-untyped-def]
+    """:func:`_is_special` of data[a:b], on the original bytes when ``data`` holds stand-ins
+    (``mapped``: position i of ``data`` is byte ``pm[i]`` of ``orig``)."""
+    if mapped:
+        return _is_special(orig, pm[a], pm[b], special, fl)
+    return _is_special(data, a, b, special, fl)
+
+
 @nb.njit(cache=True)
 def _split_chunk(
-    data, a0, b0, ct, special, fl, merge_pairs, ub, uo, cb, co, out_s, out_e, n, pre_cuts, suf_cuts
+    data, a0, b0, ct, special, fl, merge_pairs, ub, uo, cb, co, out_s, out_e, n, pre_cuts,
+    suf_cuts, orig, pm, mapped,
 ):  # type: ignore[no-untyped-def]
     """Tokens of the chunk data[a0:b0] appended at out[n:]; returns the new n, or -1 to fall
-    back to Python for this chunk."""
+    back to Python for this chunk.
+
+    ``mapped``: ``data`` holds a non-ASCII chunk with each character written as its ASCII
+    stand-in (:func:`split_chunks`); special cases and re-merges are looked up on the original
+    bytes (``orig[pm[i]]`` is where character i starts), a core that the URL rule would be
+    tried on goes back to Python (its host class tells the stand-ins apart), and the token
+    bounds written are positions in ``data`` (the caller maps them back)."""
     alpha = True
     for i in range(a0, b0):
         c = data[i]
@@ -470,7 +499,7 @@ def _split_chunk(
             return -1
         if not (ct[c] & C_ALPHA):
             alpha = False
-    if _is_special(data, a0, b0, special, fl):
+    if _special_at(data, orig, pm, mapped, a0, b0, special, fl):
         return -1
     if alpha:
         out_s[n] = a0
@@ -483,14 +512,14 @@ def _split_chunk(
     nsuf = 0
     last_size = -1
     while b > a and b - a != last_size:
-        if _is_special(data, a, b, special, fl):
+        if _special_at(data, orig, pm, mapped, a, b, special, fl):
             return -1
         last_size = b - a
         pre_len = _find_prefix(data, a, b, ct)
-        if pre_len and b > a + pre_len and _is_special(data, a + pre_len, b, special, fl):
+        if pre_len and b > a + pre_len and _special_at(data, orig, pm, mapped, a + pre_len, b, special, fl):
             return -1
         suf_len = _find_suffix(data, a + pre_len, b, ct, ub, uo, cb, co)
-        if suf_len and b - suf_len > a and _is_special(data, a, b - suf_len, special, fl):
+        if suf_len and b - suf_len > a and _special_at(data, orig, pm, mapped, a, b - suf_len, special, fl):
             return -1
         if pre_len and suf_len and pre_len + suf_len <= b - a:
             a += pre_len
@@ -515,7 +544,7 @@ def _split_chunk(
         s = pre_cuts[k]
         n += 1
     if b > a:
-        if _is_special(data, a, b, special, fl):
+        if _special_at(data, orig, pm, mapped, a, b, special, fl):
             return -1
         alnum = True
         dot = False
@@ -530,6 +559,8 @@ def _split_chunk(
             out_e[n] = b
             n += 1
         else:
+            if dot and mapped:
+                return -1
             url = _url_match(data, a, b) if dot and _maybe_url(data, a, b, ct) else 0
             if url == 2:
                 return -1
@@ -548,14 +579,59 @@ def _split_chunk(
         # one of the (first, second) token pairs in ``merge_pairs``
         # (bit 0 of ``fl``: some pair's first token has these end bytes)
         for t in range(n0, n - 1):
-            if fl[np.int64(data[out_s[t]]) * 256 + np.int64(data[out_e[t] - 1])] & np.uint32(1):
-                h = pair_hash(
-                    hash_bytes(data, out_s[t], out_e[t]),
-                    hash_bytes(data, out_s[t + 1], out_e[t + 1]),
-                )
-                if _in_sorted(merge_pairs, h):
-                    return -1
+            if mapped:
+                hit = _merge_pair(orig, pm[out_s[t]], pm[out_e[t]], pm[out_s[t + 1]],
+                                  pm[out_e[t + 1]], fl, merge_pairs)  # fmt: skip
+            else:
+                hit = _merge_pair(data, out_s[t], out_e[t], out_s[t + 1], out_e[t + 1], fl,
+                                  merge_pairs)  # fmt: skip
+            if hit:
+                return -1
     return n
+
+
+@nb.njit(cache=True)
+def _split_mapped(
+    data, p, q, ct, special, fl, merge_pairs, ub, uo, cb, co, tok_s, tok_e, n, cuts, cuts2,
+    tb, pm, rep,
+):  # type: ignore[no-untyped-def]
+    """:func:`_split_chunk` of the non-ASCII chunk data[p:q] through its ASCII stand-ins
+    (``rep``, see :func:`split_chunks`); tokens at tok[n:] as byte offsets; -1: Python."""
+    t = 0
+    j = p
+    letters = True  # every character a letter (str.isalpha)
+    unmapped = False  # some character a letter with no stand-in (0x80)
+    while j < q:
+        cp, ln = _decode(data, j)
+        if cp >= 0x10000:
+            return -1
+        r = rep[cp]
+        if r == 0:
+            return -1
+        if r == 0x80:
+            unmapped = True
+        elif not (ct[r] & C_ALPHA):
+            letters = False
+        tb[t] = r
+        pm[t] = j
+        t += 1
+        j += ln
+    pm[t] = q
+    if unmapped:
+        # spaCy: a chunk that is no special case and all letters is one token; else Python
+        if not letters or _is_special(data, p, q, special, fl):
+            return -1
+        tok_s[n] = p
+        tok_e[n] = q
+        return n + 1
+    m = _split_chunk(
+        tb, 0, t, ct, special, fl, merge_pairs, ub, uo, cb, co, tok_s, tok_e, n, cuts, cuts2,
+        data, pm, True,
+    )
+    for k in range(n, m):
+        tok_s[k] = pm[tok_s[k]]
+        tok_e[k] = pm[tok_e[k]]
+    return m
 
 
 @nb.njit(cache=True, inline="always")
@@ -682,13 +758,18 @@ def chunk_bounds(data, offsets, docs):  # type: ignore[no-untyped-def]
 
 @nb.njit(cache=True)
 def split_chunks(
-    data, cs, ce, doc_c, ct, special, fl, merge_pairs, ub, uo, cb, co, ctab, cfill
+    data, cs, ce, doc_c, ct, special, fl, merge_pairs, ub, uo, cb, co, ctab, cfill, rep
 ):  # type: ignore[no-untyped-def]
     """Tokens of the chunks ``cs``/``ce``: (tok_s, tok_e, fallback flag per token, per-doc token
     offsets). A fallback token spans a whole chunk that Python must split.
 
     ``ctab``/``cfill`` are a chunk cache kept across calls (see :func:`cache_put`):
-    a chunk seen before, by the kernel or by Python, costs a hash and a probe."""
+    a chunk seen before, by the kernel or by Python, costs a hash and a probe.
+
+    ``rep[cp]`` is the ASCII stand-in of code point ``cp`` < 0x10000 that spaCy's affix rules
+    cannot tell from it (0: none, 0x80: a letter without one; ``words.nonascii_reps``): a
+    chunk with non-ASCII characters is split as its stand-ins (:func:`_split_chunk`'s
+    ``mapped``), a chunk of letters alone is one word, any other goes back to Python."""
     total = 16
     for i in range(cs.shape[0]):
         total += ce[i] - cs[i]
@@ -698,6 +779,8 @@ def split_chunks(
     doc_tok = np.zeros(doc_c.shape[0], dtype=np.int64)
     cuts = np.empty(256, dtype=np.int64)
     cuts2 = np.empty(256, dtype=np.int64)
+    tb = np.empty(256, dtype=np.uint8)  # a non-ASCII chunk's stand-ins
+    pm = np.empty(257, dtype=np.int64)  # where each of its characters starts in data
     n = 0
     d = 0
     for i in range(cs.shape[0]):
@@ -727,9 +810,23 @@ def split_chunks(
         if q - p + 1 > cuts.shape[0]:
             cuts = np.empty(2 * (q - p + 1), dtype=np.int64)
             cuts2 = np.empty(2 * (q - p + 1), dtype=np.int64)
-        m = _split_chunk(
-            data, p, q, ct, special, fl, merge_pairs, ub, uo, cb, co, tok_s, tok_e, n, cuts, cuts2
-        )
+            tb = np.empty(2 * (q - p + 1), dtype=np.uint8)
+            pm = np.empty(2 * (q - p + 1) + 1, dtype=np.int64)
+        wide = False
+        for j in range(p, q):
+            if data[j] >= 0x80:
+                wide = True
+                break
+        if not wide:
+            m = _split_chunk(
+                data, p, q, ct, special, fl, merge_pairs, ub, uo, cb, co, tok_s, tok_e, n,
+                cuts, cuts2, data, pm, False,
+            )
+        else:
+            m = _split_mapped(
+                data, p, q, ct, special, fl, merge_pairs, ub, uo, cb, co, tok_s, tok_e, n,
+                cuts, cuts2, tb, pm, rep,
+            )
         if m >= 0 and key != 0 and m - n <= 7:
             v = np.uint64(m - n)
             for t in range(n, m - 1):

@@ -4,6 +4,8 @@ may be the ahead-of-time compiled copies, :mod:`pipeline._aot`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 _FNV_OFF = np.uint64(0xCBF29CE484222325)
@@ -68,3 +70,16 @@ def packed(strings: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
 
 #: chunk cache: open addressing over 2**20 slots, emptied when half full
 CACHE_SLOTS = 1 << 20
+
+
+def rep_table(path: str | Path) -> np.ndarray:
+    """``rep[cp]``: the ASCII stand-in of code point ``cp`` < 0x10000 for the word kernel (0:
+    none, 0x80: a letter without one), from the runs ``[first, last, byte]`` that
+    ``pipeline.filters.words.export_nonascii_reps`` writes; ASCII maps to itself."""
+    import json
+
+    rep = np.zeros(0x10000, dtype=np.uint8)
+    rep[0x21:0x7F] = np.arange(0x21, 0x7F, dtype=np.uint8)
+    for first, last, byte in json.loads(Path(path).read_text(encoding="utf-8"))["runs"]:
+        rep[first : last + 1] = byte
+    return rep

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 RULES_PATH = Path(__file__).with_name("data") / "spacy_en_tokenizer.json"
+#: non-ASCII characters the word kernel splits as an ASCII stand-in (see :func:`nonascii_reps`)
+REPS_PATH = Path(__file__).with_name("data") / "spacy_en_nonascii.json"
 
 #: Characters at the end of a chunk that the suffix rules look at (longest fixed suffix: 5).
 _SUFFIX_WINDOW = 12
@@ -424,6 +426,8 @@ class _Kernels:
         #: the kernel's chunk cache (16 MB; see ``_wordkernels.split_chunks``)
         self.ctab = np.zeros((k.CACHE_SLOTS, 2), dtype=np.uint64)
         self.cfill = np.zeros(1, dtype=np.int64)
+        #: code point -> ASCII stand-in for the kernel (see ``_wordkernels.split_chunks``)
+        self.rep = k.rep_table(REPS_PATH)
         self.units = k.packed(k.UNITS)
         self.currencies = k.packed(k.CURRENCIES)
         #: 64-bit chunk hash -> byte lengths of its words, for the chunks the kernel hands back
@@ -629,6 +633,7 @@ def _split(col: Any, docs: Any = None) -> BatchTokens:
         *kn.currencies,
         kn.ctab,
         kn.cfill,
+        kn.rep,
     )
     fb = np.flatnonzero(flag)
     if len(fb) == 0:
@@ -674,6 +679,201 @@ def _split(col: Any, docs: Any = None) -> BatchTokens:
     return BatchTokens(data, offsets, docs, out_s, out_e, out_doc, len(fb))
 
 
+# ---------------------------------------------------------------------------------------------
+# non-ASCII characters in the kernel: each as an ASCII stand-in that the rules cannot tell apart
+
+
+def _rule_atoms(rules: dict[str, Any]) -> tuple[list[Any], dict[str, list[Any]]]:
+    """Every single-character test (a literal, a class, a category) in the prefix, suffix and
+    infix patterns, and per pattern its top-level alternatives (parsed)."""
+    import re._parser as sre_parse  # type: ignore[import-not-found]
+    from re import _constants as sc  # type: ignore[attr-defined]
+
+    atoms: list[Any] = []
+    seen: set[str] = set()
+
+    def walk(sub: Any) -> None:
+        for op, av in sub:
+            if op in (sc.LITERAL, sc.NOT_LITERAL, sc.IN, sc.CATEGORY, sc.ANY):
+                if repr((op, av)) not in seen:
+                    seen.add(repr((op, av)))
+                    atoms.append((op, av))
+            elif op in (sc.MAX_REPEAT, sc.MIN_REPEAT):
+                walk(av[2])
+            elif op == sc.SUBPATTERN:
+                walk(av[-1])
+            elif op in (sc.ASSERT, sc.ASSERT_NOT):
+                walk(av[1])
+            elif op == sc.BRANCH:
+                for alt in av[1]:
+                    walk(alt)
+            elif op != sc.AT:
+                raise ValueError(f"unexpected regex node {op}")
+
+    alts: dict[str, list[Any]] = {}
+    for name in ("prefix", "suffix", "infix"):
+        tree = sre_parse.parse(rules[name])
+        walk(tree)
+        top = list(tree)
+        if len(top) == 2 and top[0] == (sc.AT, sc.AT_BEGINNING) and top[1][0] == sc.BRANCH:
+            # sre factors the common "^" out: [^, BRANCH]; put it back into each alternative
+            alts[name] = [[top[0], *alt] for alt in top[1][1][1]]
+        elif len(top) == 1 and top[0][0] == sc.BRANCH:
+            alts[name] = [list(alt) for alt in top[0][1][1]]
+        else:
+            alts[name] = [top]
+    return atoms, alts
+
+
+def nonascii_reps(rules: dict[str, Any]) -> dict[int, int]:
+    """Code point -> printable ASCII byte (or 0x80: a letter with no stand-in) for the word
+    kernel, derived from the vendored rules (``data/spacy_en_nonascii.json`` holds the result).
+
+    A character ``c`` gets the stand-in ``r`` when the prefix, suffix and infix patterns cannot
+    tell them apart: ``c`` and ``r`` pass the same single-character tests (every literal, class
+    and category in the patterns, plus ``str.isalpha``/``isalnum``, ``[0-9]`` and the
+    apostrophes the splitter's shortcuts read) -- or both occur as a bare literal only in
+    one-character alternatives of the same patterns (``^c`` / ``c$``, as ``^r`` / ``r$``) and
+    pass the same tests otherwise. Then every rule matches the same spans of a chunk and of the
+    chunk with each ``c`` written ``r``. Only the URL pattern can still tell them apart (its host
+    class is ``[A-Za-z0-9\u00a1-\uffff]``): the kernel hands back every non-ASCII chunk whose
+    core would be tried as a URL, and checks special cases on the original bytes. Basic
+    multilingual plane only; every stand-in is also checked by splitting short strings
+    (:func:`check_reps`)."""
+    import re
+
+    import numpy as np
+    import re._compiler as sre_compile  # type: ignore[import-not-found]
+    import re._parser as sre_parse
+    from re import _constants as sc  # type: ignore[attr-defined]
+
+    atoms, alts = _rule_atoms(rules)
+    state = sre_parse.State()
+    state.flags = re.UNICODE
+    regs = [sre_compile.compile(sre_parse.SubPattern(state, [a]), re.UNICODE) for a in atoms]
+    regs += [re.compile("[0-9]"), re.compile("['\u2019]")]
+    cps = list(range(0x21, 0x7F)) + [
+        i for i in range(0x80, 0x10000) if not 0xD800 <= i < 0xE000 and not chr(i).isspace()
+    ]
+    chars = "".join(map(chr, cps))
+    sig = np.zeros((len(cps), len(regs) + 2), dtype=bool)
+    for j, rg in enumerate(regs):
+        for m in rg.finditer(chars):
+            sig[m.start(), j] = True
+    sig[:, -2] = [c.isalpha() for c in chars]
+    sig[:, -1] = [c.isalnum() for c in chars]
+    lit_col = {av: j for j, (op, av) in enumerate(atoms) if op == sc.LITERAL}
+
+    def literal_uses(code: int) -> tuple[str, ...] | None:
+        """The alternatives where ``code`` is a bare literal, ``code`` written as a placeholder
+        (sorted), or None when one of them could make the two characters differ: in the
+        prefixes (first match wins) only ``^c`` is allowed, in the infixes nothing; every
+        suffix alternative ends at ``$``, so there any shape is (equal starts, equal lengths)."""
+
+        def shape(sub: Any) -> tuple[str, bool]:
+            out, hit = [], False
+            for op, av in sub:
+                if op == sc.LITERAL and av == code:
+                    out.append("C")
+                    hit = True
+                    continue
+                kids = (
+                    [av[2]] if op in (sc.MAX_REPEAT, sc.MIN_REPEAT)
+                    else [av[-1]] if op == sc.SUBPATTERN
+                    else [av[1]] if op in (sc.ASSERT, sc.ASSERT_NOT)
+                    else av[1] if op == sc.BRANCH else []
+                )  # fmt: skip
+                parts = [shape(k) for k in kids]
+                hit = hit or any(h for _, h in parts)
+                out.append(f"{op}:{av if not kids else [p for p, _ in parts]}")
+            return "|".join(out), hit
+
+        uses: list[str] = []
+        for name, options in alts.items():
+            for alt in options:
+                sh, hit = shape(alt)
+                if not hit:
+                    continue
+                if name == "infix" or (
+                    name == "prefix" and [o for o, _ in alt] != [sc.AT, sc.LITERAL]
+                ):
+                    return None
+                uses.append(f"{name} {sh}")
+        return tuple(sorted(uses))
+
+    by_sig: dict[bytes, int] = {}
+    for i in range(93, -1, -1):  # the lowest ASCII byte of each signature
+        by_sig[sig[i].tobytes()] = cps[i]
+    ascii_lits = {r: literal_uses(r) for r in range(0x21, 0x7F) if r in lit_col}
+    reps: dict[int, int] = {}
+    for i in range(94, len(cps)):
+        c = cps[i]
+        r = by_sig.get(sig[i].tobytes())
+        if r is None and c in lit_col:
+            uses = literal_uses(c)
+            for r2, r_uses in ascii_lits.items() if uses is not None else ():
+                if r_uses != uses:
+                    continue
+                v = sig[i].copy()
+                v[lit_col[c]], v[lit_col[r2]] = v[lit_col[r2]], v[lit_col[c]]
+                if np.array_equal(v, sig[r2 - 0x21]):
+                    r = r2
+                    break
+        if r is not None:
+            reps[c] = r
+        elif sig[i, -2]:
+            reps[c] = 0x80  # a letter: a chunk of letters only is one word (if no special case)
+    return reps
+
+
+def check_reps(splitter: EnglishWordSplitter, reps: dict[int, int], alphabet: str) -> list[str]:
+    """Strings of up to 3 characters over ``alphabet`` plus each non-ASCII character with a
+    stand-in, that split differently from the same string with the stand-in (none expected)."""
+    import itertools
+
+    by_rep: dict[int, list[int]] = {}
+    for c, r in reps.items():
+        if r != 0x80:
+            by_rep.setdefault(r, []).append(c)
+    bad: list[str] = []
+    for r, cs in by_rep.items():
+        base = [
+            "".join(p) for n in (1, 2, 3) for p in itertools.product(alphabet + chr(r), repeat=n)
+            if chr(r) in p
+        ]  # fmt: skip
+        want = [tuple(len(x) for x in splitter.split_chunk(s)) for s in base]
+        for c in cs:
+            for s, w in zip(base, want, strict=True):
+                t = s.replace(chr(r), chr(c))
+                if tuple(len(x) for x in splitter.split_chunk(t)) != w and not any(
+                    k in splitter.specials for k in (*_substrings(t), *_substrings(s))
+                ):  # special cases: the kernel checks them on the original bytes
+                    bad.append(t)
+    return bad
+
+
+def _substrings(s: str) -> list[str]:
+    return [s[i:j] for i in range(len(s)) for j in range(i + 1, len(s) + 1)]
+
+
+def export_nonascii_reps(path: Path = REPS_PATH) -> int:
+    """Write :func:`nonascii_reps` of the vendored rules as runs ``[first, last, byte]``."""
+    reps = nonascii_reps(json.loads(RULES_PATH.read_text(encoding="utf-8")))
+    runs: list[list[int]] = []
+    for c in sorted(reps):
+        if runs and runs[-1][1] == c - 1 and runs[-1][2] == reps[c]:
+            runs[-1][1] = c
+        else:
+            runs.append([c, c, reps[c]])
+    body = ",\n".join(json.dumps(r) for r in runs)
+    path.write_text(
+        '{"source": "python -m pipeline.filters.words --export (nonascii_reps of '
+        'spacy_en_tokenizer.json)",\n"runs": [\n' + body + "\n]}\n",
+        encoding="utf-8",
+    )
+    return len(reps)
+
+
 def export_spacy_rules(path: Path = RULES_PATH) -> None:
     """Write spaCy's English tokenizer rules (the installed version) to ``path``."""
     import spacy
@@ -717,5 +917,6 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--export"]:
         export_spacy_rules()
         print(f"wrote {RULES_PATH}")
+        print(f"wrote {REPS_PATH}: {export_nonascii_reps()} characters")
     else:
         print("usage: python -m pipeline.filters.words --export")

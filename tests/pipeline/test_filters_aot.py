@@ -56,7 +56,7 @@ def test_every_word_kernel_is_the_jit_kernel(aot, raw_docs: list[dict]) -> None:
     got = []
     for k in (aot, jit):  # each from an empty chunk cache, then again with the cache filled
         ctab, cfill = np.zeros_like(kn.ctab), np.zeros(1, np.int64)
-        got.append([k.split_chunks(data, cs, ce, doc_c, *tabs, ctab, cfill) for _ in range(2)])
+        got.append([k.split_chunks(data, cs, ce, doc_c, *tabs, ctab, cfill, kn.rep) for _ in range(2)])
         got[-1].append((ctab, cfill))
     assert _same(tuple(map(tuple, got[0])), tuple(map(tuple, got[1])))
     tok_s, tok_e, flag, doc_tok = got[0][0]

@@ -170,3 +170,68 @@ def test_line_and_char_count_kernels_match_python(raw_docs: list[dict]):
     # a repeated paragraph is a repeat only when byte-identical, not on a hash alone
     data, offsets = utf8_buffers(pa.array(["ab\n\nab\n\nba\n\nab "], pa.string()))
     assert k.repetition_lines(data, offsets, np.arange(1)).tolist()[0][1:4] == [4, 2, 4]
+
+
+def test_vendored_nonascii_stand_ins_are_the_rules():
+    # the table the kernel loads is what the vendored rules give (regenerate: --export)
+    from pipeline.filters.words import REPS_PATH, RULES_PATH, export_nonascii_reps
+
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "reps.json"
+        export_nonascii_reps(out)
+        assert json.loads(out.read_text()) == json.loads(REPS_PATH.read_text())
+    assert json.loads(RULES_PATH.read_text())  # the rules the table came from
+
+
+def test_kernel_splits_non_ascii_chunks_as_the_reference():
+    # one character of each kind of stand-in (accented and Cyrillic letters, curly quotes and
+    # apostrophes, guillemets, CJK punctuation and letters, a pilcrow), glued to the rule
+    # alphabet: the kernel splits them itself (no fallback) and gives the reference's words
+    from pipeline.filters import words
+
+    kinds = "éÉжЖüΩ“”‘’«»，：（）¶中日"
+    alphabet = "aZ0.,'\"-(:!s"
+    pairs = ["".join(p) for p in itertools.product(alphabet + kinds, repeat=2)]
+    triples = [  # one non-ASCII character among two of the alphabet, at each place
+        s[:i] + k + s[i:] for k in kinds for s in map("".join, itertools.product(alphabet, repeat=2))
+        for i in range(3)
+    ]  # fmt: skip
+    shorts = [s for s in kinds + "".join(pairs) if s] + pairs + triples
+    texts = []
+    for i in range(0, len(shorts), 500):
+        chunk = shorts[i : i + 500]
+        for left, right in (("", ""), ("word", ""), ("12", "ab"), ("“", "”")):
+            texts.append(" ".join(left + s + right for s in chunk))
+    texts += [
+        "naïve café “quoted” ‘single’ it’s «guillemets» ¶ Linux内核管理风格¶ 1）决策¶ Ωmega",
+        "Ж.Ж. é.e. “U.S.” don’t can’t won’t ’tis (“a”) —dash— 因此，如果 x…y a.é b.Ж",
+    ]
+    bt = words.batch_tokens(pa.array(texts, pa.large_string()))
+    bad = [i for i, t in enumerate(texts) if bt.words(i) != split_words(t)]
+    assert not bad, [texts[i][:80] for i in bad[:3]]
+    # without CJK letters (no stand-in) and dots (URL candidates), the kernel splits them
+    plain = [t for t in triples if "中" not in t and "日" not in t and "." not in t]
+    bt = words.batch_tokens(pa.array([" ".join(plain)], pa.large_string()))
+    assert bt.words(0) == split_words(" ".join(plain))
+    assert bt.fallback_chunks < len(plain) // 10, (bt.fallback_chunks, len(plain))
+
+
+def test_nonascii_stand_ins_split_like_their_ascii_byte():
+    # the stand-in argument checked by splitting: a sample of the mapped characters in every
+    # string of up to 3 characters over a small alphabet splits like the stand-in does
+    import json
+
+    from pipeline.filters.words import REPS_PATH, check_reps, english_splitter
+
+    reps: dict[int, int] = {}
+    for first, last, byte in json.loads(REPS_PATH.read_text())["runs"]:
+        if byte != 0x80:
+            for c in (first, last):
+                reps[c] = byte
+    sample = dict(random.Random(0).sample(sorted(reps.items()), 24))
+    sample.update({ord(c): reps[ord(c)] for c in "’“¶，é" if ord(c) in reps})
+    assert len(set(sample.values())) >= 4
+    assert not check_reps(english_splitter(), sample, "aZ0.'s-,")
