@@ -17,6 +17,7 @@ run through ``extract.html`` (what the filters see in a pipeline).
 
     python -m bench.filters [--raw 2000] [--pages 1500] [--out docs/benchmarks/filters.json]
     python -m bench.filters --pair-mb 40   # Gopher repetition -> quality, words shared or not
+    python -m bench.filters --words-mb 40 --before CHECKOUT --reps 5   # the word split alone
 """
 
 from __future__ import annotations
@@ -324,6 +325,45 @@ def run_stages(
     return out
 
 
+_WORDS_PROBE = """
+import json, sys, time
+import pyarrow as pa
+from pipeline import _aot
+from pipeline.filters import words as w
+texts = [json.loads(line)["text"] for line in open(sys.argv[1], encoding="utf-8")]
+col = pa.array(texts, pa.large_string())
+kn = w._kernels()
+for name in ("chunk_bounds", "split_chunks", "hash_spans", "cache_put", "expand"):
+    getattr(w.KERNELS, name)
+t0 = time.process_time()
+fb = sum(w._split(col.slice(i, 1000)).fallback_chunks for i in range(0, len(texts), 1000))
+print(json.dumps({"cpu_s": time.process_time() - t0, "fallback_chunks": fb,
+                  "aot": _aot.kernels("words") is not None}))
+"""
+
+
+def run_words(data_dir: Path, mb: float, seed: int, roots: dict[str, Path], reps: int) -> dict[str, Any]:
+    """The words of ``mb`` MB of ``pretrain_raw`` split in-process (``words._split`` over Arrow
+    batches of 1,000 documents, caches empty, kernels loaded outside the timer), a fresh process
+    per run and checkout, interleaved: CPU-s of each run and the fallback chunk count."""
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sample = Path(tmp) / "sample.jsonl"
+        size = stage_sample(data_dir, mb, seed, sample)
+        runs: dict[str, list[dict[str, Any]]] = {label: [] for label in roots}
+        for _ in range(reps):
+            for label, root in roots.items():
+                out = subprocess.run(
+                    [sys.executable, "-c", _WORDS_PROBE, str(sample)], check=True, text=True,
+                    capture_output=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                ).stdout  # fmt: skip
+                runs[label].append(json.loads(out.strip().splitlines()[-1]))
+    return {"sample_mb": size, "runs": runs}
+
+
 PAIR = ("filter.gopher_repetition", "filter.gopher_quality")
 
 
@@ -439,6 +479,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument(
+        "--words-mb",
+        type=float,
+        default=0,
+        help="instead: the Gopher filters' word split alone, in-process, on this many MB of "
+        "pretrain_raw (with --before: both checkouts interleaved)",
+    )
+    ap.add_argument(
         "--pair-mb",
         type=float,
         default=0,
@@ -470,6 +517,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  saving: {a['both'] - b['both']:.2f} CPU-s of the two stages "
               f"({100 * (1 - b['both'] / a['both']):.0f}%), "
               f"{a['command'] - b['command']:.2f} CPU-s of the command")
+        write_json(args.out, res)
+        return 0
+    if args.words_mb:
+        roots = {"now": Path(__file__).resolve().parents[1]}
+        if args.before:
+            roots = {"before": args.before.resolve(), **roots}
+        res = run_words(args.data, args.words_mb, args.seed, roots, args.reps)
+        print(f"{res['sample_mb']:.1f} MB of pretrain_raw, words split in-process, CPU-s:")
+        for label, runs in res["runs"].items():
+            cpu = [r["cpu_s"] for r in runs]
+            print(f"  {label}: least {min(cpu):.2f} (runs {' / '.join(f'{c:.2f}' for c in cpu)}), "
+                  f"fallback chunks {runs[0]['fallback_chunks']:,}, AOT {runs[0]['aot']}")
         write_json(args.out, res)
         return 0
     if args.stage_mb:
